@@ -1,0 +1,44 @@
+# qrpc developer commands.  Every target builds .venv from scratch when needed,
+# so `make test` and `make demo` work on a fresh machine with only python3.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml plugins/*/pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
+
+.PHONY: install demo test style types pytest bench bench-full clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	rm -f $(VENV)/.installed-*
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	for p in plugins/*/; do if [ -f "$$p/pyproject.toml" ]; then $(BIN)/python -m pip install --quiet --no-deps -e "$$p" || exit 1; fi; done
+	touch $@
+
+demo: install
+	$(BIN)/python examples/demo.py
+
+style: install
+	$(BIN)/ruff check src tests benchmarks examples plugins
+	$(BIN)/ruff format --check src tests benchmarks examples plugins
+
+types: install
+	$(BIN)/mypy
+
+pytest: install
+	PYTHONASYNCIODEBUG=1 $(BIN)/python -m pytest tests plugins $(PYTEST_ARGS)
+
+test: style types pytest
+
+bench: install
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m benchmarks --quick --out benchmarks/results
+
+bench-full: install
+	$(BIN)/python -m pip install --quiet -e ".[bench,bench-alternatives]"
+	$(BIN)/python -m benchmarks --out benchmarks/results
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,121 @@
+"""qrpc: typed peer-to-peer messaging over QUIC with mutual TLS.
+
+Quick start::
+
+    registry = qrpc.Registry()
+    registry.register(1, Ping)
+    node = qrpc.Node(registry, tls=qrpc.TLS(ca="ca.crt", cert="a.crt", key="a.key"),
+                     peers=[qrpc.Peer("127.0.0.1", 20001)])
+
+    @node.handler(1)
+    async def on_ping(ctx: qrpc.Context, msg: Ping) -> None: ...
+
+    async with node:
+        peer_id = await node.wait_for_peer(timeout=5)
+        await node.send(peer_id, Ping("hello"))
+"""
+
+from qrpc.codes import ErrorCode as ErrorCode, RemoteErrorCode as RemoteErrorCode
+from qrpc.config import Limits as Limits, Peer as Peer, QuicSettings as QuicSettings
+from qrpc.context import Context as Context
+from qrpc.errors import (
+    AddressError as AddressError,
+    ConfigError as ConfigError,
+    ConnectError as ConnectError,
+    ConnectionLimitReached as ConnectionLimitReached,
+    ConnectionRefused as ConnectionRefused,
+    ConnectTimeout as ConnectTimeout,
+    DuplicateLink as DuplicateLink,
+    HandshakeError as HandshakeError,
+    MessageTooLarge as MessageTooLarge,
+    NodeClosed as NodeClosed,
+    PeerAuthError as PeerAuthError,
+    PeerDisconnected as PeerDisconnected,
+    PeerIdMismatch as PeerIdMismatch,
+    PeerNotFound as PeerNotFound,
+    PeerWaitTimeout as PeerWaitTimeout,
+    ProtocolError as ProtocolError,
+    QrpcError as QrpcError,
+    RegistryError as RegistryError,
+    RemoteError as RemoteError,
+    RequestTimeout as RequestTimeout,
+    SelfConnection as SelfConnection,
+)
+from qrpc.events import (
+    Connected as Connected,
+    ConnectFailed as ConnectFailed,
+    Connecting as Connecting,
+    Disconnected as Disconnected,
+    EventsDropped as EventsDropped,
+    EventStream as EventStream,
+    NodeEvent as NodeEvent,
+)
+from qrpc.hooks import (
+    BaseTracer as BaseTracer,
+    Tracer as Tracer,
+    hookimpl as hookimpl,
+    hookspec as hookspec,
+)
+from qrpc.identity import PeerIdentity as PeerIdentity
+from qrpc.ids import new_node_id as new_node_id
+from qrpc.node import Node as Node
+from qrpc.policy import Backoff as Backoff, FailureKind as FailureKind
+from qrpc.registry import Registry as Registry
+from qrpc.security import TLS as TLS
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "TLS",
+    "AddressError",
+    "Backoff",
+    "BaseTracer",
+    "ConfigError",
+    "ConnectError",
+    "ConnectFailed",
+    "ConnectTimeout",
+    "Connected",
+    "Connecting",
+    "ConnectionLimitReached",
+    "ConnectionRefused",
+    "Context",
+    "Disconnected",
+    "DuplicateLink",
+    "ErrorCode",
+    "EventStream",
+    "EventsDropped",
+    "FailureKind",
+    "HandshakeError",
+    "Limits",
+    "MessageTooLarge",
+    "Node",
+    "NodeClosed",
+    "NodeEvent",
+    "Peer",
+    "PeerAuthError",
+    "PeerDisconnected",
+    "PeerIdMismatch",
+    "PeerIdentity",
+    "PeerNotFound",
+    "PeerWaitTimeout",
+    "ProtocolError",
+    "QrpcError",
+    "QuicSettings",
+    "Registry",
+    "RegistryError",
+    "RemoteError",
+    "RemoteErrorCode",
+    "RequestTimeout",
+    "SelfConnection",
+    "Tracer",
+    "__version__",
+    "hookimpl",
+    "hookspec",
+    "new_node_id",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) and _obj.__module__.startswith("qrpc."):
+        _obj.__module__ = "qrpc"
+del _name, _obj

@@ -1,0 +1,157 @@
+"""Mutual TLS on aioquic: the only module that touches aioquic internals.
+
+aioquic has no public API to request or verify client certificates
+(aioquic issues 541, 548, 586), and its client-side check is weaker than
+qrpc's (SECURITY-NOTES §2.1-2.3).  `QrpcQuicConnection` therefore swaps
+the class of its TLS context, right after aioquic creates it in
+`QuicConnection._initialize`, for `_VerifyingContext`, which:
+
+- on a server, sets the private `_request_client_certificate` flag, so a
+  CertificateRequest is sent;
+- refuses an empty client Certificate message (`certificate_required`);
+- after aioquic has checked the CertificateVerify signature (proof that the
+  peer holds the key), runs `qrpc.identity.verify_peer` on the peer's chain
+  -- on both sides -- and raises a TLS alert on failure.
+
+The alert aborts the handshake before any application byte from the peer
+is decrypted.  The alert's reason on the wire is generic; the detailed
+`PeerAuthError` stays local in `auth_error`.  Everything used here is
+checked by `tests/test_mtls_internals.py`, which fails loudly if aioquic
+changes under us; keep the aioquic pin in pyproject.toml narrow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aioquic import tls
+from aioquic._buffer import Buffer
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from cryptography import x509
+
+from qrpc.errors import HandshakeError, PeerAuthError, PeerIdMismatch
+from qrpc.identity import Alert, PeerIdentity, Role, verify_peer
+
+__all__ = ["PRIVATE_API", "PeerPolicy", "QrpcQuicConnection"]
+
+PRIVATE_API: Final = (
+    (QuicConnection, "_initialize"),
+    (tls.Context, "_request_client_certificate"),
+    (tls.Context, "_server_handle_certificate"),
+    (tls.Context, "_server_handle_certificate_verify"),
+    (tls.Context, "_client_handle_certificate_verify"),
+    (tls.Context, "_peer_certificate"),
+    (tls.Context, "_peer_certificate_chain"),
+)
+"""(owner, attribute) pairs this module relies on; the internals test checks them."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerPolicy:
+    """How to judge the certificate of the peer of one connection."""
+
+    trust: Sequence[x509.Certificate]
+    """CA certificates the peer's chain must end in."""
+    domain: str
+    """Trust domain of identity SANs."""
+    expected_id: str | None = None
+    """The node ID a dialer expects (None: learn it from the certificate)."""
+
+
+class _RefusedCertificate(tls.Alert):
+    """A TLS alert whose description is chosen per instance."""
+
+    def __init__(self, alert: int) -> None:
+        super().__init__("peer certificate refused")
+        self.description = tls.AlertDescription(alert)
+
+
+class _VerifyingContext(tls.Context):
+    """aioquic's TLS context plus qrpc's certificate checks (never instantiated
+    directly: `QrpcQuicConnection` assigns it as the class of aioquic's context)."""
+
+    qrpc_policy: PeerPolicy
+    qrpc_identity: PeerIdentity | None
+    qrpc_error: HandshakeError | None
+
+    def _server_handle_certificate(self, input_buf: Buffer) -> None:
+        super()._server_handle_certificate(input_buf)
+        if self._peer_certificate is None:
+            # aioquic accepts an empty Certificate as anonymous (RFC 8446 §4.4.2.4).
+            self._qrpc_refuse(
+                PeerAuthError("peer sent no certificate", alert=Alert.CERTIFICATE_REQUIRED)
+            )
+
+    def _server_handle_certificate_verify(self, input_buf: Buffer) -> None:
+        super()._server_handle_certificate_verify(input_buf)
+        self._qrpc_verify("client")
+
+    def _client_handle_certificate_verify(self, input_buf: Buffer) -> None:
+        # verify_mode is CERT_NONE, so aioquic checks only the signature here.
+        super()._client_handle_certificate_verify(input_buf)
+        self._qrpc_verify("server")
+
+    def _qrpc_verify(self, role: Role) -> None:
+        policy = self.qrpc_policy
+        try:
+            self.qrpc_identity = verify_peer(
+                self._peer_certificate,
+                self._peer_certificate_chain,
+                trust=policy.trust,
+                domain=policy.domain,
+                role=role,
+                now=dt.datetime.now(dt.UTC),
+                expected_id=policy.expected_id,
+            )
+        except PeerIdMismatch as exc:
+            self.qrpc_error = exc
+            raise _RefusedCertificate(Alert.BAD_CERTIFICATE) from None
+        except PeerAuthError as exc:
+            self._qrpc_refuse(exc)
+
+    def _qrpc_refuse(self, error: PeerAuthError) -> None:
+        self.qrpc_error = error
+        raise _RefusedCertificate(error.alert or Alert.BAD_CERTIFICATE) from None
+
+
+class QrpcQuicConnection(QuicConnection):
+    """A `QuicConnection` that verifies its peer's certificate the qrpc way.
+
+    Args:
+        configuration: from `qrpc.security.TLS.quic_configuration`.
+        policy: how to judge the peer's certificate.
+        **kwargs: passed to `QuicConnection` (never session-ticket hooks).
+    """
+
+    def __init__(
+        self, *, configuration: QuicConfiguration, policy: PeerPolicy, **kwargs: Any
+    ) -> None:
+        self._qrpc_policy = policy
+        super().__init__(configuration=configuration, **kwargs)
+
+    def _initialize(self, peer_cid: bytes) -> None:
+        super()._initialize(peer_cid)
+        context = self.tls
+        context.__class__ = _VerifyingContext
+        assert isinstance(context, _VerifyingContext)
+        context.qrpc_policy = self._qrpc_policy
+        context.qrpc_identity = None
+        context.qrpc_error = None
+        if not self._is_client:
+            context._request_client_certificate = True
+
+    @property
+    def peer_identity(self) -> PeerIdentity | None:
+        """The verified identity of the peer, once its certificate passed."""
+        context = getattr(self, "tls", None)
+        return getattr(context, "qrpc_identity", None)
+
+    @property
+    def auth_error(self) -> HandshakeError | None:
+        """Why this side refused the peer's certificate, if it did."""
+        context = getattr(self, "tls", None)
+        return getattr(context, "qrpc_error", None)

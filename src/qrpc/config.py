@@ -1,0 +1,185 @@
+"""Configuration values: bootstrap `Peer`s, node `Limits` and `QuicSettings`.
+
+Each is a frozen dataclass checked when it is constructed; a bad value
+raises `ConfigError` naming the field (or file) and the reason.  Defaults
+are documented in ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field, fields
+from typing import Final, Literal
+
+from cryptography import x509
+
+from qrpc.errors import ConfigError
+from qrpc.ids import normalize_node_id
+from qrpc.security import load_ca_file
+from qrpc.wire.frames import HEADER_SIZE
+from qrpc.wire.hello import MIN_WINDOW
+
+__all__ = ["Limits", "Peer", "QuicSettings"]
+
+MiB: Final = 1024 * 1024
+_MAX_U32: Final = 0xFFFF_FFFF
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A bootstrap peer: an address this node dials and keeps dialing.
+
+    Args:
+        host: host name or IP address (names are resolved at each attempt).
+        port: UDP port.
+        expected_id: the node ID the peer must prove; the dial fails
+            permanently with `PeerIdMismatch` otherwise.  None: accept any
+            node the CA vouches for and learn its ID.
+        ca: a PEM CA file to verify this peer with, instead of the node's CA.
+    """
+
+    host: str
+    port: int
+    expected_id: str | None = None
+    ca: str | os.PathLike[str] | None = None
+    trust: tuple[x509.Certificate, ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not self.host.strip():
+            raise ConfigError(
+                "Peer.host", f"must be a non-empty host name or address, got {self.host!r}"
+            )
+        if (
+            isinstance(self.port, bool)
+            or not isinstance(self.port, int)
+            or not 1 <= self.port <= 65535
+        ):
+            raise ConfigError("Peer.port", f"must be an int in 1..65535, got {self.port!r}")
+        if self.expected_id is not None:
+            try:
+                object.__setattr__(self, "expected_id", normalize_node_id(self.expected_id))
+            except ValueError as exc:
+                raise ConfigError("Peer.expected_id", str(exc)) from None
+        if self.ca is not None:
+            object.__setattr__(self, "trust", load_ca_file(self.ca))
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}" + (f" ({self.expected_id})" if self.expected_id else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-node and per-peer limits.  Every field has a safe default.
+
+    Args:
+        max_message_size: largest encoded message, in bytes; bigger ones
+            raise `MessageTooLarge` at the sender.  Also the largest frame
+            this node accepts.
+        inbound_window: per peer, bytes of received messages that may wait
+            for (or be in) their handler; the peer's `send` waits beyond it.
+        outbound_high_water: per peer, bytes of messages queued locally for
+            credit before `send` waits.
+        max_peers: live peers; HELLO from one more is refused with
+            CONNECTION_LIMIT.
+        max_half_open: accepted connections still in TLS or HELLO; further
+            Initial packets are dropped until one completes.
+        handshake_timeout: seconds for TLS plus HELLO, either role.
+        connect_timeout: seconds a dial waits for the first answer from the
+            peer; a silent address fails after this rather than after
+            `handshake_timeout`, so a restarted peer is redialed promptly.
+        request_timeout: default seconds `request` waits for a reply.
+        shutdown_timeout: seconds shutdown waits for queued messages to leave.
+        max_concurrent_requests: requests this node may have outstanding in all.
+    """
+
+    max_message_size: int = 4 * MiB
+    inbound_window: int = 8 * MiB
+    outbound_high_water: int = 8 * MiB
+    max_peers: int = 1024
+    max_half_open: int = 64
+    handshake_timeout: float = 10.0
+    connect_timeout: float = 2.0
+    request_timeout: float = 30.0
+    shutdown_timeout: float = 5.0
+    max_concurrent_requests: int = 65536
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "int":
+                _check_int(f"Limits.{f.name}", value, 1, _MAX_U32)
+            else:
+                _check_seconds(f"Limits.{f.name}", value)
+        if self.max_message_size < MIN_WINDOW:
+            raise ConfigError("Limits.max_message_size", f"must be at least {MIN_WINDOW} bytes")
+        if self.inbound_window < self.max_message_size + HEADER_SIZE:
+            raise ConfigError(
+                "Limits.inbound_window",
+                f"must hold one maximum-size message ({self.max_message_size + HEADER_SIZE} bytes)",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class QuicSettings:
+    """QUIC knobs (see ``docs/performance.md`` for their measured effect).
+
+    Args:
+        max_datagram_size: largest UDP payload sent, in bytes (>= 1200).
+            1200 is safe on any path; on loopback or a known jumbo-frame
+            network, larger values move much more data per packet.
+        max_data: QUIC connection flow-control window, in bytes.
+        max_stream_data: QUIC per-stream flow-control window, in bytes.
+        idle_timeout: seconds of silence after which a link is declared dead.
+        keepalive_interval: seconds between keep-alive PINGs on a quiet
+            link; None disables them (the link then dies after
+            `idle_timeout` of application silence).
+        congestion_control: "reno" or "cubic".
+        retry: validate client addresses with a Retry packet before keeping
+            any state (recommended beyond loopback; costs one round trip).
+    """
+
+    max_datagram_size: int = 1200
+    max_data: int = 4 * MiB
+    max_stream_data: int = 4 * MiB
+    idle_timeout: float = 30.0
+    keepalive_interval: float | None = 10.0
+    congestion_control: Literal["reno", "cubic"] = "reno"
+    retry: bool = False
+
+    def __post_init__(self) -> None:
+        _check_int("QuicSettings.max_datagram_size", self.max_datagram_size, 1200, 65527)
+        _check_int("QuicSettings.max_data", self.max_data, 64 * 1024, 2**62)
+        _check_int("QuicSettings.max_stream_data", self.max_stream_data, 64 * 1024, 2**62)
+        _check_seconds("QuicSettings.idle_timeout", self.idle_timeout)
+        if self.keepalive_interval is not None:
+            _check_seconds("QuicSettings.keepalive_interval", self.keepalive_interval)
+            if self.keepalive_interval >= self.idle_timeout:
+                raise ConfigError(
+                    "QuicSettings.keepalive_interval", "must be shorter than idle_timeout"
+                )
+        if self.congestion_control not in ("reno", "cubic"):
+            raise ConfigError(
+                "QuicSettings.congestion_control",
+                f"must be 'reno' or 'cubic', got {self.congestion_control!r}",
+            )
+        if not isinstance(self.retry, bool):
+            raise ConfigError("QuicSettings.retry", f"must be a bool, got {self.retry!r}")
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(name, f"must be an int in {low}..{high}, got {value!r}")
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(name, f"must be a positive number of seconds, got {value!r}")

@@ -1,0 +1,324 @@
+"""`Connection`: one QUIC connection driven by an `Endpoint` (transport layer).
+
+It runs the aioquic loop for its `QrpcQuicConnection` -- feed datagrams,
+drain events, hand stream bytes up, transmit, re-arm one timer -- and
+nothing else.  The owner (the node) attaches three callbacks:
+
+- ``on_data(bytes)``: bytes received on the link's stream;
+- ``pull_data() -> bytes``: bytes to send, pulled once per flush;
+- ``on_closed(connection)``: called once, when the connection is gone.
+
+qrpc uses one long-lived bidirectional stream per connection (stream 0,
+opened by the dialer), never a stream per message (DESIGN §3).  A peer
+using any other stream is closed with BAD_STREAM.  Writes are coalesced:
+`want_flush()` marks the connection dirty and the endpoint transmits every
+dirty connection once per event-loop turn.
+
+`close_error()` is the one place that turns a QUIC termination into a
+qrpc exception (httpcore's ``map_exceptions``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from aioquic.quic import events
+from aioquic.quic.connection import NetworkAddress
+from aioquic.quic.packet import QuicErrorCode
+
+from qrpc._mtls import QrpcQuicConnection
+from qrpc.codes import ErrorCode
+from qrpc.errors import (
+    ConnectError,
+    ConnectionLimitReached,
+    ConnectionRefused,
+    ConnectTimeout,
+    DuplicateLink,
+    PeerAuthError,
+    PeerIdMismatch,
+    SelfConnection,
+)
+from qrpc.identity import PeerIdentity
+
+if TYPE_CHECKING:
+    from qrpc.transport import Endpoint
+
+__all__ = ["Connection"]
+
+STREAM_ID: Final = 0  # the link's stream: client-initiated bidirectional
+_CRYPTO_ERROR: Final = 0x100
+_PADDING: Final = 0x00  # frame type aioquic reports with its idle-timeout INTERNAL_ERROR
+_MAX_EARLY_DATA: Final = 64 * 1024  # bytes buffered before the owner attaches
+
+
+def _ignore(*args: Any) -> None:
+    return None
+
+
+class Connection:
+    """One QUIC connection of an `Endpoint`."""
+
+    __slots__ = (
+        "_deadline",
+        "_dirty",
+        "_early",
+        "_early_size",
+        "_endpoint",
+        "_timer",
+        "_timer_at",
+        "answered",
+        "close_code",
+        "close_frame_type",
+        "close_reason",
+        "closed",
+        "closed_locally",
+        "handshake",
+        "is_client",
+        "on_closed",
+        "on_data",
+        "promoted",
+        "pull_data",
+        "quic",
+        "timed_out",
+    )
+
+    def __init__(self, endpoint: Endpoint, quic: QrpcQuicConnection, *, is_client: bool) -> None:
+        self._endpoint = endpoint
+        self.quic = quic
+        self.is_client = is_client
+        self.on_data: Callable[[bytes], None] | None = None
+        self.on_closed: Callable[[Connection], None] = _ignore
+        self.pull_data: Callable[[], bytes] | None = None
+        self.handshake: asyncio.Future[None] = endpoint.loop.create_future()
+        self.promoted = False
+        "Set by the owner once HELLO completed: ends the handshake deadline and half-open count."
+        self.closed = False
+        self.closed_locally = False
+        "True when this side chose to close (its code is in `close_code`)."
+        self.close_frame_type: int | None = None
+        "None for an application close, else the QUIC frame type of a transport close."
+        self.timed_out = False
+        self.answered = False
+        "Whether any datagram arrived from the peer."
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._dirty = False
+        self._early: list[bytes] = []
+        self._early_size = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._deadline = endpoint.loop.call_later(
+            endpoint.handshake_timeout, self._handshake_expired
+        )
+
+    def __repr__(self) -> str:
+        role = "dialed" if self.is_client else "accepted"
+        peer = self.peer_identity.node_id if self.peer_identity else "?"
+        return f"<Connection {role} {peer}@{self.remote_address}{' closed' if self.closed else ''}>"
+
+    # -- owner API -----------------------------------------------------------
+
+    @property
+    def peer_identity(self) -> PeerIdentity | None:
+        """The peer's verified identity (set during the TLS handshake)."""
+        return self.quic.peer_identity
+
+    @property
+    def remote_address(self) -> NetworkAddress | None:
+        """Where datagrams to the peer go (may change if the peer migrates)."""
+        return self.quic.get_peer_address()
+
+    def attach(
+        self,
+        on_data: Callable[[bytes], None],
+        pull_data: Callable[[], bytes],
+        on_closed: Callable[[Connection], None],
+    ) -> None:
+        """Install the owner's callbacks and deliver bytes that arrived before."""
+        self.on_data = on_data
+        self.pull_data = pull_data
+        self.on_closed = on_closed
+        early, self._early = self._early, []
+        for data in early:
+            on_data(data)
+
+    def promote(self) -> None:
+        """Mark the link established (HELLO done): no more handshake deadline."""
+        if not self.promoted:
+            self.promoted = True
+            self._deadline.cancel()
+            self._endpoint.connection_promoted(self)
+
+    def want_flush(self) -> None:
+        """Ask for a transmit at the end of this event-loop turn."""
+        if not self._dirty and not self.closed:
+            self._dirty = True
+            self._endpoint.schedule_flush(self)
+
+    def close(self, code: int = ErrorCode.NO_ERROR, reason: str = "") -> None:
+        """Close with an application error code; the peer sees `code` and `reason`."""
+        if self.closed:
+            return
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+            self.closed_locally = True
+        self.quic.close(error_code=code, reason_phrase=reason)
+        self.transmit()
+
+    def ping(self) -> None:
+        """Send a QUIC PING (keep-alive)."""
+        if not self.closed:
+            self.quic.send_ping(0)
+            self.want_flush()
+
+    def close_error(self) -> ConnectError:
+        """The exception a dialer should see for how this connection ended."""
+        local = self.quic.auth_error
+        if local is not None:  # we refused the peer's certificate
+            return local
+        if self.timed_out:
+            return ConnectTimeout("no TLS + HELLO exchange within the handshake deadline")
+        code = self.close_code
+        reason = self.close_reason
+        if code is None:
+            return ConnectTimeout("connection dropped before the handshake completed")
+        if self.closed_locally:
+            return ConnectionRefused(code, reason)
+        if self.close_frame_type is None:  # application close sent by the peer
+            refusal = _REFUSALS.get(code)
+            return refusal(code, reason) if refusal is not None else ConnectionRefused(code, reason)
+        if _CRYPTO_ERROR <= code < _CRYPTO_ERROR + 0x100:
+            alert = code - _CRYPTO_ERROR
+            return PeerAuthError(f"TLS handshake failed with alert {alert}", alert=alert)
+        if code == QuicErrorCode.INTERNAL_ERROR and self.close_frame_type == _PADDING:
+            return ConnectTimeout(f"no answer from the peer ({reason or 'idle timeout'})")
+        return ConnectionRefused(code, reason)
+
+    # -- endpoint API --------------------------------------------------------
+
+    def datagram_received(self, data: bytes, addr: NetworkAddress, now: float) -> None:
+        """Feed one datagram (called by the endpoint)."""
+        self.answered = True
+        self.quic.receive_datagram(data, addr, now=now)
+        self._process_events()
+        self.want_flush()
+
+    def transmit(self) -> None:
+        """Send what is pending now and re-arm the timer (called by the endpoint)."""
+        self._dirty = False
+        if self.closed:
+            return
+        quic = self.quic
+        pull = self.pull_data
+        if pull is not None:
+            data = pull()
+            if data:
+                quic.send_stream_data(STREAM_ID, data)
+        endpoint = self._endpoint
+        for datagram, addr in quic.datagrams_to_send(now=endpoint.loop.time()):
+            endpoint.sendto(datagram, addr)
+        timer_at = quic.get_timer()
+        if timer_at != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = (
+                endpoint.loop.call_at(timer_at, self._handle_timer)
+                if timer_at is not None
+                else None
+            )
+            self._timer_at = timer_at
+
+    def terminate(self) -> None:
+        """Drop the connection now, without waiting for QUIC's closing period."""
+        if not self.closed:
+            self._terminated(None)
+
+    # -- internals -------------------------------------------------------------
+
+    def _handle_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.quic.handle_timer(now=self._endpoint.loop.time())
+        self._process_events()
+        self.transmit()
+
+    def _handshake_expired(self) -> None:
+        if not self.promoted and not self.closed:
+            self.timed_out = True
+            self.close(ErrorCode.HANDSHAKE_TIMEOUT, "handshake timeout")
+            self.terminate()
+
+    def expire_if_silent(self) -> None:
+        """Give up a dial to which the peer never answered (called by the endpoint)."""
+        if not self.answered and not self.closed:
+            self.timed_out = True
+            self.close(ErrorCode.HANDSHAKE_TIMEOUT, "no answer")
+            self.terminate()
+
+    def _process_events(self) -> None:
+        quic = self.quic
+        event = quic.next_event()
+        while event is not None:
+            kind = type(event)
+            if kind is events.StreamDataReceived:
+                self._stream_data(event)  # type: ignore[arg-type]
+            elif kind is events.HandshakeCompleted:
+                self._endpoint.handshake_completed(self)
+                if not self.handshake.done():
+                    self.handshake.set_result(None)
+            elif kind is events.ConnectionIdIssued:
+                self._endpoint.cid_issued(event.connection_id, self)  # type: ignore[attr-defined]
+            elif kind is events.ConnectionIdRetired:
+                self._endpoint.cid_retired(event.connection_id)  # type: ignore[attr-defined]
+            elif kind is events.ConnectionTerminated:
+                self._terminated(event)  # type: ignore[arg-type]
+                return
+            event = quic.next_event()
+
+    def _stream_data(self, event: events.StreamDataReceived) -> None:
+        if event.stream_id != STREAM_ID:
+            self.close(ErrorCode.BAD_STREAM, "qrpc uses stream 0 only")
+            return
+        if event.end_stream:
+            # The peer finished its only stream: nothing more can arrive.
+            self.close(ErrorCode.PROTOCOL_VIOLATION, "stream finished")
+        data = event.data
+        if not data:
+            return
+        on_data = self.on_data
+        if on_data is not None:
+            on_data(data)
+            return
+        self._early.append(data)
+        self._early_size += len(data)
+        if self._early_size > _MAX_EARLY_DATA:
+            self.close(ErrorCode.PROTOCOL_VIOLATION, "too much data before HELLO")
+
+    def _terminated(self, event: events.ConnectionTerminated | None) -> None:
+        self.closed = True
+        if event is not None and self.close_code is None:
+            self.close_code = event.error_code
+            self.close_reason = event.reason_phrase
+            self.close_frame_type = event.frame_type
+        self._deadline.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._endpoint.connection_closed(self)
+        if not self.handshake.done():
+            self.handshake.set_exception(self.close_error())
+            self.handshake.exception()  # retrieved: a dial may have been abandoned
+        on_closed, self.on_closed = self.on_closed, _ignore
+        on_closed(self)
+
+
+_REFUSALS: Final[dict[int, Callable[[int, str], ConnectError]]] = {
+    ErrorCode.CONNECTION_LIMIT: ConnectionLimitReached,
+    ErrorCode.DUPLICATE_LINK: DuplicateLink,
+    ErrorCode.PEER_ID_MISMATCH: lambda code, reason: PeerIdMismatch(None, None, reason),
+    ErrorCode.SELF_CONNECTION: lambda code, reason: SelfConnection(reason or "connected to itself"),
+    ErrorCode.AUTH_REJECTED: lambda code, reason: PeerAuthError(reason or "peer rejected us"),
+}

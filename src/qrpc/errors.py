@@ -1,0 +1,299 @@
+"""Every exception qrpc raises.
+
+The tree::
+
+    QrpcError
+    ├── ConfigError (also ValueError)        bad configuration, raised at construction
+    ├── RegistryError (also ValueError)      bad cmd_id / type / handler registration
+    ├── ProtocolError                        a wire rule was broken; carries .code
+    │   ├── UnsupportedVersion
+    │   ├── UnknownFrameKind
+    │   ├── FrameTooLarge
+    │   ├── MalformedFrame
+    │   ├── HelloRequired
+    │   ├── BadHello
+    │   └── FlowControlViolation
+    ├── ConnectError                         dialing a peer failed
+    │   ├── AddressError                     the address cannot be resolved or used
+    │   ├── ConnectTimeout                   no handshake within the deadline
+    │   ├── ConnectionRefused                the peer closed the link during setup
+    │   │   ├── ConnectionLimitReached       ... because it is full
+    │   │   └── DuplicateLink                ... because a link to it already exists
+    │   └── HandshakeError                   the peer or we refused the other's identity
+    │       ├── PeerAuthError                certificate or auth hook refused
+    │       ├── PeerIdMismatch               node ID is not the expected / certified one
+    │       └── SelfConnection               the peer is this node
+    ├── PeerNotFound (also KeyError)         no link to that peer ID
+    ├── PeerDisconnected                     the link broke (remote or network)
+    ├── NodeClosed                           you closed the node
+    ├── MessageTooLarge (also ValueError)    refused at the sender, nothing sent
+    ├── RemoteError                          the peer's handler failed; .code, .text
+    ├── RequestTimeout (also TimeoutError)   no reply in time
+    └── PeerWaitTimeout (also TimeoutError)  wait_for_peer gave up
+
+`qrpc_codecs` has its own small tree (`CodecError`); the node wraps those
+errors where they cross into qrpc.
+
+Closed versus broken follows trio: `NodeClosed` means *you* closed the node
+and using it again is a bug in the caller; `PeerDisconnected` means the link
+broke under you and retrying later may work.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from qrpc.codes import ErrorCode, RemoteErrorCode
+
+__all__ = [
+    "AddressError",
+    "BadHello",
+    "ConfigError",
+    "ConnectError",
+    "ConnectTimeout",
+    "ConnectionLimitReached",
+    "ConnectionRefused",
+    "DuplicateLink",
+    "FlowControlViolation",
+    "FrameTooLarge",
+    "HandshakeError",
+    "HelloRequired",
+    "MalformedFrame",
+    "MessageTooLarge",
+    "NodeClosed",
+    "PeerAuthError",
+    "PeerDisconnected",
+    "PeerIdMismatch",
+    "PeerNotFound",
+    "PeerWaitTimeout",
+    "ProtocolError",
+    "QrpcError",
+    "RegistryError",
+    "RemoteError",
+    "RequestTimeout",
+    "SelfConnection",
+    "UnknownFrameKind",
+    "UnsupportedVersion",
+]
+
+
+class QrpcError(Exception):
+    """Root of every qrpc exception; catch it to handle any qrpc failure."""
+
+
+class ConfigError(QrpcError, ValueError):
+    """A configuration value or file is unusable.
+
+    Raised when a `Node`, `TLS` or other config object is constructed, never
+    later.  The caller is at fault: fix the file or argument named in
+    `path` and `reason`.
+    """
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class RegistryError(QrpcError, ValueError):
+    """A cmd_id, message type or handler was registered inconsistently.
+
+    The application is at fault: a duplicate cmd_id or type, an unknown
+    cmd_id or type, or a handler whose annotation does not match the type
+    registered for its cmd_id.
+    """
+
+
+class ProtocolError(QrpcError):
+    """A peer broke a wire rule; the link is closed with `code`.
+
+    Raised by the sans-IO layer (`qrpc.wire`).  The node turns it into a
+    close of the link in one place, so applications normally see it only
+    as the cause of a `PeerDisconnected`.
+    """
+
+    code: ClassVar[ErrorCode] = ErrorCode.PROTOCOL_VIOLATION
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"{self.code.name}: {reason}")
+
+
+class UnsupportedVersion(ProtocolError):
+    """A frame header carried an unknown protocol version (peer too new or not qrpc)."""
+
+    code = ErrorCode.UNSUPPORTED_VERSION
+
+
+class UnknownFrameKind(ProtocolError):
+    """A frame header carried an unknown kind (peer too new or corrupt)."""
+
+    code = ErrorCode.UNKNOWN_FRAME_KIND
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame declared a body above the limit; refused before buffering it."""
+
+    code = ErrorCode.FRAME_TOO_LARGE
+
+
+class MalformedFrame(ProtocolError):
+    """A header field or body is invalid for the frame's kind (peer bug or attack)."""
+
+    code = ErrorCode.MALFORMED_FRAME
+
+
+class HelloRequired(ProtocolError):
+    """A frame came before the HELLO exchange completed (peer bug or attack)."""
+
+    code = ErrorCode.HELLO_REQUIRED
+
+
+class BadHello(ProtocolError):
+    """A HELLO could not be decoded or carried invalid values."""
+
+    code = ErrorCode.BAD_HELLO
+
+
+class FlowControlViolation(ProtocolError):
+    """The peer sent more message bytes than the credit it was granted."""
+
+    code = ErrorCode.FLOW_CONTROL
+
+
+class ConnectError(QrpcError):
+    """Dialing a peer failed.
+
+    `transient` says whether retrying may help; the dial loop uses the
+    class, never the message text, to decide (see `qrpc.policy`).
+    """
+
+
+class AddressError(ConnectError):
+    """The peer's address cannot be resolved or used: fix the `Peer` entry."""
+
+
+class ConnectTimeout(ConnectError):
+    """No TLS + HELLO exchange within the handshake deadline.
+
+    The port may be closed, filtered or silent, or the peer overloaded;
+    retrying later may work.
+    """
+
+
+class ConnectionRefused(ConnectError):
+    """The peer closed the link during setup with an application error code.
+
+    `code` is the `ErrorCode` the peer sent and `reason` its short reason.
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+        try:
+            name = ErrorCode(code).name
+        except ValueError:
+            name = hex(code)
+        super().__init__(f"peer closed the link: {name} {reason}".rstrip())
+
+
+class ConnectionLimitReached(ConnectionRefused):
+    """The peer already has its maximum number of links; retry later."""
+
+
+class DuplicateLink(ConnectionRefused):
+    """A link to this peer already exists, so the new one was dropped.
+
+    Not a failure of the peer: the dial loop waits for the existing link to
+    end before it dials again.  `peer_id` is the peer's ID when known.
+    """
+
+    peer_id: str | None = None
+
+
+class HandshakeError(ConnectError):
+    """One side refused the other's identity, in TLS or in the HELLO exchange.
+
+    Permanent: retrying with the same certificates cannot succeed.
+    """
+
+
+class PeerAuthError(HandshakeError):
+    """A certificate was refused (chain, validity, key usage, key type,
+    identity SAN) or an auth hook rejected the peer.
+
+    `alert` holds the TLS alert number when the refusal happened in TLS.
+    """
+
+    def __init__(self, reason: str, *, alert: int | None = None) -> None:
+        self.reason = reason
+        self.alert = alert
+        super().__init__(reason)
+
+
+class PeerIdMismatch(HandshakeError):
+    """The peer's node ID is not the one expected or the one its certificate proves."""
+
+    def __init__(self, expected: str | None, actual: str | None, detail: str = "") -> None:
+        self.expected = expected
+        self.actual = actual
+        message = f"expected node ID {expected!r}, peer is {actual!r}"
+        super().__init__(f"{message}: {detail}" if detail else message)
+
+
+class SelfConnection(HandshakeError):
+    """The dialed address is this node itself (or a node using a clone of its certificate)."""
+
+
+class PeerNotFound(QrpcError, KeyError):
+    """No live link to that peer ID; wait for it with `Node.wait_for_peer`."""
+
+    def __str__(self) -> str:
+        return f"no live link to peer {self.args[0]!r}" if self.args else "peer not found"
+
+
+class PeerDisconnected(QrpcError):
+    """The link to the peer broke (the peer left, crashed or the network failed).
+
+    A message sent just before may or may not have reached the peer's
+    handler; use `request` when you need to know.
+    """
+
+
+class NodeClosed(QrpcError):
+    """The node was shut down (by you); create a new `Node` to continue."""
+
+
+class MessageTooLarge(QrpcError, ValueError):
+    """The encoded message exceeds the maximum message size; nothing was sent."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"encoded message is {size} bytes, the limit is {limit} bytes")
+
+
+class RemoteError(QrpcError):
+    """The peer could not answer the request: its handler raised, or it could
+    not decode or route the request.
+
+    `code` is a `RemoteErrorCode` (or another integer from a newer peer) and
+    `text` the peer's description.
+    """
+
+    def __init__(self, code: int, text: str) -> None:
+        self.code = code
+        self.text = text
+        try:
+            name = RemoteErrorCode(code).name
+        except ValueError:
+            name = str(code)
+        super().__init__(f"{name}: {text}")
+
+
+class RequestTimeout(QrpcError, TimeoutError):
+    """No reply arrived within the timeout; the peer may still process the request."""
+
+
+class PeerWaitTimeout(QrpcError, TimeoutError):
+    """`Node.wait_for_peer` timed out: the peer did not connect in time."""

@@ -1,0 +1,848 @@
+"""`Node`: a qrpc peer -- listens, dials, routes typed messages to handlers.
+
+The node owns one `Endpoint` (one UDP port for accepting and dialing), a
+table of registered peers (`PeerLink`, at most one per peer ID), one
+`DialLoop` per bootstrap peer and the table of outstanding requests.  The
+decisions it takes -- who may register, which of two links survives, how
+long to wait before redialing -- are made by `qrpc.policy` and the plugin
+hooks; this module does the IO around them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import socket
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from typing import Any, TypeVar, overload
+
+import msgspec
+
+from qrpc._dial import DialLoop
+from qrpc._handshake import Handshake
+from qrpc._peer import HandlerSpec, PeerLink
+from qrpc._requests import RequestTable
+from qrpc.codes import ErrorCode, RemoteErrorCode
+from qrpc.config import Limits, Peer, QuicSettings
+from qrpc.connection import Connection
+from qrpc.context import Context
+from qrpc.errors import (
+    AddressError,
+    ConfigError,
+    ConnectError,
+    ConnectionLimitReached,
+    DuplicateLink,
+    MessageTooLarge,
+    NodeClosed,
+    PeerAuthError,
+    PeerDisconnected,
+    PeerIdMismatch,
+    PeerNotFound,
+    PeerWaitTimeout,
+    RegistryError,
+    RemoteError,
+    SelfConnection,
+)
+from qrpc.events import Connected, Disconnected, EventHub, EventStream, NodeEvent
+from qrpc.hooks import Tracer, get_plugin_manager
+from qrpc.identity import PeerIdentity
+from qrpc.ids import normalize_node_id
+from qrpc.policy import Backoff, LinkFacts, Resolution, resolve_duplicate
+from qrpc.registry import Registry
+from qrpc.security import TLS
+from qrpc.transport import Endpoint
+from qrpc.wire.events import ErrorReceived, GoodbyeReceived, ResponseReceived
+from qrpc.wire.hello import Hello
+from qrpc_codecs import Codec, CodecError, get_codec, register_codec
+
+__all__ = ["Node"]
+
+log = logging.getLogger("qrpc.node")
+R = TypeVar("R", bound=msgspec.Struct)
+HandlerT = TypeVar("HandlerT", bound=Callable[[Context, Any], Awaitable[Any]])
+_GOODBYE_GRACE = 2.0  # seconds a peer that said GOODBYE gets to close the link itself
+
+
+class Node:
+    """A qrpc node: one UDP port that accepts and dials mutually authenticated links.
+
+    Args:
+        registry: cmd_id <-> message type table shared by the application's nodes.
+        tls: the node's certificate, key and CA (`qrpc.TLS`).
+        listen: (host, port) to bind; port 0 picks a free port.
+        peers: bootstrap peers, dialed and redialed with backoff.
+        id: the node ID; must equal the one in the certificate (default: taken
+            from it).
+        state: any object handlers reach as ``ctx.state``.
+        codecs: codec names in order of preference (first = default).
+        limits: per-node and per-peer limits.
+        quic: QUIC settings.
+        backoff: reconnect delays for the built-in reconnect policy.
+        plugins: plugin modules or instances to register.
+        autoload_plugins: also load plugins from the ``qrpc`` entry-point group.
+
+    Raises:
+        ConfigError: at construction, for any unusable argument.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        tls: TLS,
+        listen: tuple[str, int] = ("127.0.0.1", 0),
+        peers: Iterable[Peer] = (),
+        id: str | None = None,
+        state: Any = None,
+        codecs: Sequence[str] = ("msgpack",),
+        limits: Limits | None = None,
+        quic: QuicSettings | None = None,
+        backoff: Backoff | None = None,
+        plugins: Iterable[object] = (),
+        autoload_plugins: bool = True,
+    ) -> None:
+        if not isinstance(registry, Registry):
+            raise ConfigError("Node.registry", f"must be a qrpc.Registry, got {registry!r}")
+        if not isinstance(tls, TLS):
+            raise ConfigError("Node.tls", f"must be a qrpc.TLS, got {tls!r}")
+        self.registry = registry
+        self.tls = tls
+        self.id = tls.node_id
+        if id is not None:
+            try:
+                wanted = normalize_node_id(id)
+            except ValueError as exc:
+                raise ConfigError("Node.id", str(exc)) from None
+            if wanted != self.id:
+                raise ConfigError(
+                    tls.cert_path, f"certificate proves node ID {self.id!r}, not {wanted!r}"
+                )
+        self.state = state
+        self.limits = limits if limits is not None else Limits()
+        self.quic = quic if quic is not None else QuicSettings()
+        self.backoff = backoff if backoff is not None else Backoff()
+        self._listen = _check_listen(listen)
+        self._bootstrap = [_check_peer(p) for p in peers]
+        self.plugin_manager = get_plugin_manager(plugins, autoload=autoload_plugins)
+        self.codecs = self._resolve_codecs(codecs)
+        self.incarnation = random.getrandbits(63)
+        "Random per node object: tells peers a restarted node from a second link."
+        self._handlers: dict[int, HandlerSpec] = {}
+        self._peers: dict[str, PeerLink] = {}
+        self._dialing: dict[str, Handshake] = {}
+        self._dial_loops: list[DialLoop] = []
+        self._gone_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._peer_waiters: dict[str | None, list[asyncio.Future[str]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._hub = EventHub()
+        self._endpoint: Endpoint | None = None
+        self._requests: RequestTable | None = None
+        self._keepalive: asyncio.TimerHandle | None = None
+        self._started = False
+        self._closed = False
+
+    def _resolve_codecs(self, names: Sequence[str]) -> list[Codec]:
+        for result in self.plugin_manager.hook.qrpc_register_codecs(node=self):
+            for codec in result or ():
+                try:
+                    register_codec(codec, replace=True)
+                except CodecError as exc:
+                    raise ConfigError("qrpc_register_codecs", str(exc)) from None
+        if isinstance(names, str) or not names:
+            raise ConfigError("Node.codecs", "must be a non-empty sequence of codec names")
+        codecs = []
+        for name in names:
+            try:
+                codec = get_codec(name)
+                self.registry.decoders(codec)  # every registered type must fit the codec
+            except (CodecError, RegistryError) as exc:
+                raise ConfigError(f"Node.codecs[{name!r}]", str(exc)) from None
+            codecs.append(codec)
+        return codecs
+
+    def __repr__(self) -> str:
+        where = f"{self.address[0]}:{self.address[1]}" if self._endpoint else "not started"
+        return f"<Node {self.id} {where}, {len(self._peers)} peer(s)>"
+
+    # -- handlers ----------------------------------------------------------------
+
+    def handler(self, cmd_id: int, *, concurrency: int = 1) -> Callable[[HandlerT], HandlerT]:
+        """Route messages of `cmd_id` to the decorated ``async def f(ctx, msg)``.
+
+        The function is returned unchanged.  Its return value answers a
+        request (None answers "no value").  By default a peer's messages are
+        handled one at a time in arrival order; `concurrency` > 1 lets up to
+        that many calls run at once per peer (order is then not kept).
+
+        Raises:
+            RegistryError: `cmd_id` is unknown, already has a handler, or the
+                handler's message annotation names another type.
+        """
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise RegistryError(f"concurrency must be a positive int, got {concurrency!r}")
+
+        def decorate(fn: HandlerT) -> HandlerT:
+            self.registry.check_handler(cmd_id, fn)
+            if cmd_id in self._handlers:
+                raise RegistryError(f"cmd_id {cmd_id} already has a handler")
+            self._handlers[cmd_id] = HandlerSpec(fn, concurrency)
+            return fn
+
+        return decorate
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port); valid once started."""
+        if self._endpoint is None:
+            raise RuntimeError("the node is not started")
+        return self._endpoint.local_address
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The node's transport endpoint (for diagnostics and tests)."""
+        if self._endpoint is None:
+            raise RuntimeError("the node is not started")
+        return self._endpoint
+
+    async def start(self) -> None:
+        """Bind the port and start dialing the bootstrap peers.
+
+        Raises:
+            ConfigError: the listen address cannot be bound.
+            NodeClosed: the node was closed (a node starts once).
+        """
+        if self._closed:
+            raise NodeClosed("a closed node cannot be restarted; create a new Node")
+        if self._started:
+            return
+        self._started = True
+        self._requests = RequestTable(self.limits.max_concurrent_requests)
+        host, port = self._listen
+        self._endpoint = await Endpoint.open(
+            host,
+            port,
+            tls=self.tls,
+            settings=self.quic,
+            limits=self.limits,
+            on_accept=self._on_accept,
+        )
+        for peer in self._bootstrap:
+            self._dial_loops.append(DialLoop(self, peer))
+        self._schedule_keepalive()
+        self.plugin_manager.hook.qrpc_node_started(node=self)
+        log.info("node %s listening on %s:%d", self.id, *self.address)
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def serve(self) -> None:
+        """Start (if needed) and run until `close()` is called or SIGINT/SIGTERM arrives."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop = loop.create_future()
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, _set_done, stop)
+                installed.append(sig)
+        closed = loop.create_task(self._wait_closed())
+        try:
+            await asyncio.wait([stop, closed], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            closed.cancel()
+            await self.close()
+
+    async def _wait_closed(self) -> None:
+        stream = self.events()
+        async for _ in stream:
+            pass
+
+    async def close(self) -> None:
+        """Shut down gracefully.
+
+        Pending requests fail with `NodeClosed`; messages queued for credit
+        get up to `Limits.shutdown_timeout` to leave; every peer gets a
+        GOODBYE and the node waits (same bound) for each to acknowledge it;
+        then every task ends and the socket closes.  Safe to call twice.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if not self._started:
+            self._hub.close()
+            return
+        deadline = asyncio.get_running_loop().time() + self.limits.shutdown_timeout
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        for loop_ in self._dial_loops:
+            loop_.cancel()
+        await asyncio.gather(*(d.task for d in self._dial_loops), return_exceptions=True)
+        assert self._requests is not None
+        self._requests.fail_all(NodeClosed("the node is shutting down"))
+        peers = list(self._peers.values())
+        await _bounded(deadline, *(pl.drain() for pl in peers))
+        for pl in peers:
+            pl.goodbye(ErrorCode.NO_ERROR, "shutdown")
+        await _bounded(deadline, *(pl.farewell() for pl in peers))
+        for pl in peers:
+            self._close_peer(pl, ErrorCode.NO_ERROR, "shutdown")
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *(pl.stop() for pl in peers), return_exceptions=True)
+        assert self._endpoint is not None
+        self._endpoint.close()
+        for waiters in self._peer_waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(NodeClosed("the node was closed"))
+        self._hub.close()
+        self.plugin_manager.hook.qrpc_node_stopped(node=self)
+        log.info("node %s stopped", self.id)
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` has begun."""
+        return self._closed
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _schedule_keepalive(self) -> None:
+        interval = self.quic.keepalive_interval
+        if interval is not None:
+            self._keepalive = asyncio.get_running_loop().call_later(interval, self._send_keepalives)
+
+    def _send_keepalives(self) -> None:
+        for pl in self._peers.values():
+            pl.conn.ping()
+        self._schedule_keepalive()
+
+    # -- peers ---------------------------------------------------------------------
+
+    def peers(self) -> list[str]:
+        """IDs of the peers with a live link, sorted."""
+        return sorted(self._peers)
+
+    def is_connected(self, peer_id: str) -> bool:
+        """Whether `peer_id` has a live link."""
+        return peer_id in self._peers
+
+    def identity(self, peer_id: str) -> PeerIdentity:
+        """The verified certificate identity of a connected peer.
+
+        Raises:
+            PeerNotFound: no live link to `peer_id`.
+        """
+        return self._peer(peer_id).identity
+
+    def add_peer(self, peer: Peer) -> None:
+        """Start dialing another bootstrap peer (the node must be started)."""
+        if self._closed:
+            raise NodeClosed("the node is closed")
+        if not self._started:
+            self._bootstrap.append(_check_peer(peer))
+            return
+        self._dial_loops.append(DialLoop(self, _check_peer(peer)))
+
+    async def wait_for_peer(self, peer_id: str | None = None, timeout: float | None = None) -> str:
+        """Wait until `peer_id` (or, if None, any peer) is connected; return its ID.
+
+        Raises:
+            PeerWaitTimeout: not connected within `timeout` seconds.
+            NodeClosed: the node closed while waiting.
+        """
+        if self._closed:
+            raise NodeClosed("the node is closed")
+        if peer_id is not None:
+            peer_id = normalize_node_id(peer_id)
+            if peer_id in self._peers:
+                return peer_id
+        elif self._peers:
+            return next(iter(self._peers))
+        waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._peer_waiters.setdefault(peer_id, []).append(waiter)
+        try:
+            return await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            raise PeerWaitTimeout(
+                f"peer {peer_id or '(any)'} did not connect within {timeout} s"
+            ) from None
+        finally:
+            waiters = self._peer_waiters.get(peer_id)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+
+    def events(self) -> EventStream:
+        """Return an async iterator of peer lifecycle events from now on."""
+        return self._hub.subscribe()
+
+    def _emit(self, event: NodeEvent) -> None:
+        self._hub.emit(event)
+
+    async def _wait_peer_gone(self, peer_id: str | None) -> None:
+        loop = asyncio.get_running_loop()
+        while peer_id is not None and peer_id in self._peers:
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._gone_waiters.setdefault(peer_id, []).append(waiter)
+            await waiter
+
+    def _peer(self, peer_id: str) -> PeerLink:
+        pl = self._peers.get(peer_id)
+        if pl is None:
+            if self._closed:
+                raise NodeClosed("the node is closed")
+            raise PeerNotFound(peer_id)
+        return pl
+
+    # -- sending ---------------------------------------------------------------------
+
+    async def send(self, peer_id: str, message: msgspec.Struct) -> None:
+        """Queue a one-way message to `peer_id`; wait if its queue is full.
+
+        Messages to one peer arrive in the order sent.  Returning means the
+        message is queued for transmission, not that it was handled.
+
+        Raises:
+            PeerNotFound: no live link to `peer_id`.
+            PeerDisconnected: the link broke while waiting for room.
+            MessageTooLarge: the encoded message exceeds the size limit.
+            RegistryError: the message type is not registered.
+        """
+        pl = self._peer(peer_id)
+        cmd_id, body = pl.encode(message)
+        if pl.link.pending_bytes >= self.limits.outbound_high_water:
+            await pl.wait_writable()
+        pl.link.send_message(cmd_id, body)
+        pl.conn.want_flush()
+        if pl.tracers:
+            for tracer in pl.tracers:
+                tracer.on_send(peer_id, cmd_id, message, len(body))
+
+    @overload
+    async def request(
+        self, peer_id: str, message: msgspec.Struct, *, reply: type[R], timeout: float | None = None
+    ) -> R: ...
+
+    @overload
+    async def request(
+        self,
+        peer_id: str,
+        message: msgspec.Struct,
+        *,
+        reply: None = None,
+        timeout: float | None = None,
+    ) -> Any: ...
+
+    async def request(
+        self,
+        peer_id: str,
+        message: msgspec.Struct,
+        *,
+        reply: type[R] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Send a request and return the peer handler's reply.
+
+        Args:
+            peer_id: the peer to ask.
+            message: the request.
+            reply: the expected reply type; another type raises `RemoteError`
+                (code BAD_REPLY).  Also types the result for type checkers.
+            timeout: seconds to wait (default `Limits.request_timeout`).
+
+        Raises:
+            RequestTimeout: no reply in time (also a `TimeoutError`).
+            RemoteError: the peer's handler raised, or it could not route the request.
+            PeerDisconnected: the link dropped before the reply.
+            PeerNotFound, MessageTooLarge, RegistryError: as for `send`.
+        """
+        pl = self._peer(peer_id)
+        cmd_id, body = pl.encode(message)
+        if pl.link.pending_bytes >= self.limits.outbound_high_water:
+            await pl.wait_writable()
+        assert self._requests is not None
+        wait = self.limits.request_timeout if timeout is None else timeout
+        request_id, pending = self._requests.open(pl.peer_id, reply, wait)
+        pl.link.send_request(cmd_id, request_id, body)
+        pl.conn.want_flush()
+        if pl.tracers:
+            for tracer in pl.tracers:
+                tracer.on_send(peer_id, cmd_id, message, len(body))
+        try:
+            return await pending.future
+        finally:
+            self._requests.discard(request_id)
+
+    async def broadcast(self, message: msgspec.Struct) -> int:
+        """Queue `message` to every connected peer; return how many got it.
+
+        Peers whose queue is full are waited for after the message was
+        queued to all.  A peer whose own size limit is below the message is
+        skipped (and logged).
+
+        Raises:
+            MessageTooLarge: the message exceeds this node's size limit.
+            RegistryError: the message type is not registered.
+        """
+        cmd_id = self.registry.cmd_id_of(type(message))
+        bodies: dict[str, bytes] = {}
+        full: list[PeerLink] = []
+        count = 0
+        high_water = self.limits.outbound_high_water
+        for pl in list(self._peers.values()):
+            body = bodies.get(pl.codec.name)
+            if body is None:
+                body = bodies[pl.codec.name] = pl.codec.encode(message)
+                if len(body) > self.limits.max_message_size:
+                    raise MessageTooLarge(len(body), self.limits.max_message_size)
+            if len(body) > pl.max_body:
+                log.warning(
+                    "broadcast skipped %s: message of %d bytes exceeds its limit",
+                    pl.peer_id,
+                    len(body),
+                )
+                continue
+            pl.link.send_message(cmd_id, body)
+            pl.conn.want_flush()
+            for tracer in pl.tracers:
+                tracer.on_send(pl.peer_id, cmd_id, message, len(body))
+            count += 1
+            if pl.link.pending_bytes >= high_water:
+                full.append(pl)
+        if full:
+            await asyncio.gather(*(pl.wait_writable() for pl in full), return_exceptions=True)
+        return count
+
+    # -- replies from peers (called by PeerLink) ------------------------------------
+
+    def _on_response(self, pl: PeerLink, event: ResponseReceived) -> None:
+        assert self._requests is not None
+        pending = self._requests.pop(event.request_id, pl.peer_id)
+        if pending is None:
+            log.debug("late or unknown reply %d from %s dropped", event.request_id, pl.peer_id)
+            return
+        value: Any = None
+        error: RemoteError | None = None
+        if event.cmd_id:
+            decode = pl.decoders.get(event.cmd_id)
+            if decode is None:
+                error = RemoteError(
+                    RemoteErrorCode.BAD_REPLY, f"reply cmd_id {event.cmd_id} is not registered"
+                )
+            else:
+                try:
+                    value = decode(event.body)
+                except CodecError as exc:
+                    error = RemoteError(RemoteErrorCode.BAD_REPLY, f"undecodable reply: {exc}")
+        expected = pending.reply_type
+        if error is None and expected is not None and not isinstance(value, expected):
+            error = RemoteError(
+                RemoteErrorCode.BAD_REPLY,
+                f"expected a {expected.__name__} reply, got {type(value).__name__}",
+            )
+        if not pending.future.done():
+            if error is not None:
+                pending.future.set_exception(error)
+            else:
+                pending.future.set_result(value)
+
+    def _on_remote_error(self, pl: PeerLink, event: ErrorReceived) -> None:
+        assert self._requests is not None
+        pending = self._requests.pop(event.request_id, pl.peer_id)
+        if pending is not None and not pending.future.done():
+            pending.future.set_exception(RemoteError(event.code, event.text))
+
+    async def _traced_call(
+        self, pl: PeerLink, spec: HandlerSpec, ctx: Context, cmd_id: int, message: Any
+    ) -> Any:
+        with contextlib.ExitStack() as stack:
+            for tracer in pl.tracers:
+                scope = tracer.handler_scope(pl.peer_id, cmd_id, message)
+                if scope is not None:
+                    stack.enter_context(scope)
+            return await spec.fn(ctx, message)
+
+    # -- links: accepting, dialing, admitting ---------------------------------------
+
+    def _hello(self, codecs: list[str]) -> Hello:
+        limits = self.limits
+        return Hello(
+            self.id, self.incarnation, codecs, limits.max_message_size, limits.inbound_window
+        )
+
+    def _on_accept(self, conn: Connection) -> None:
+        if self._closed:
+            conn.close(ErrorCode.NO_ERROR, "shutting down")
+            return
+        handshake = Handshake(self, conn, dialed=False)
+        self._spawn(self._accept(handshake), name="qrpc-accept")
+
+    async def _accept(self, handshake: Handshake) -> None:
+        try:
+            hello = await handshake.hello
+            await self._admit(handshake, hello)
+        except ConnectError as exc:
+            log.info("refused a link from %s: %s", handshake.conn.remote_address, exc)
+
+    async def _resolve(self, peer: Peer) -> tuple[Any, ...]:
+        loop = asyncio.get_running_loop()
+        endpoint = self.endpoint
+        try:
+            infos = await loop.getaddrinfo(
+                peer.host, peer.port, family=endpoint.family, type=socket.SOCK_DGRAM
+            )
+        except OSError as exc:
+            raise AddressError(f"cannot resolve {peer}: {exc}") from None
+        return infos[0][4]
+
+    async def _dial_once(self, peer: Peer) -> str:
+        """Dial `peer`, run HELLO, register it; return its ID (used by `DialLoop`)."""
+        from qrpc._mtls import PeerPolicy
+
+        addr = await self._resolve(peer)
+        policy = PeerPolicy(
+            trust=peer.trust or self.tls.trust, domain=self.tls.domain, expected_id=peer.expected_id
+        )
+        conn = await self.endpoint.connect(
+            addr, policy=policy, answer_timeout=self.limits.connect_timeout
+        )
+        identity = conn.peer_identity
+        assert identity is not None
+        certified = self.plugin_manager.hook.qrpc_certified_node_id(node=self, identity=identity)
+        if certified == self.id:
+            conn.close(ErrorCode.SELF_CONNECTION, "connected to itself")
+            raise SelfConnection(f"{peer} is this node itself")
+        if certified is not None and (certified in self._peers or certified in self._dialing):
+            conn.close(ErrorCode.DUPLICATE_LINK, "already connected")
+            error = DuplicateLink(ErrorCode.DUPLICATE_LINK, "already connected")
+            error.peer_id = certified
+            raise error
+        handshake = Handshake(self, conn, dialed=True)
+        if certified is not None:
+            self._dialing[certified] = handshake
+        try:
+            handshake.send_hello(self._hello([c.name for c in self.codecs]))
+            try:
+                hello = await handshake.hello
+            except DuplicateLink as exc:
+                exc.peer_id = certified
+                raise
+            return await self._admit(handshake, hello)
+        finally:
+            if certified is not None and self._dialing.get(certified) is handshake:
+                del self._dialing[certified]
+            if not handshake.conn.promoted:
+                handshake.conn.close(ErrorCode.NO_ERROR, "dial abandoned")
+
+    async def _admit(self, hs: Handshake, hello: Hello) -> str:
+        """Check a peer's HELLO, resolve duplicates, register it; return its ID.
+
+        Raises:
+            ConnectError: the peer was refused (the connection is closed with
+                the matching code).
+        """
+        peer_id = hello.node_id
+        certified = self.plugin_manager.hook.qrpc_certified_node_id(node=self, identity=hs.identity)
+        if certified != peer_id:
+            raise hs.refuse(
+                PeerIdMismatch(certified, peer_id, "HELLO does not match the certificate"),
+                ErrorCode.PEER_ID_MISMATCH,
+                "node ID does not match the certificate",
+            )
+        if peer_id == self.id:
+            raise hs.refuse(
+                SelfConnection("the peer is this node itself"),
+                ErrorCode.SELF_CONNECTION,
+                "connected to itself",
+            )
+        codec = self._agree_codec(hs, hello)
+        if not await self._authorize(hs, hello):
+            raise hs.refuse(
+                PeerAuthError("an auth hook rejected the peer"),
+                ErrorCode.AUTH_REJECTED,
+                "not authorized",
+            )
+        hs.check_open()
+        # From here on, synchronous: the peer table cannot change under us.
+        new = LinkFacts(dialed_by_local=hs.dialed, incarnation=hello.incarnation)
+        existing = self._peers.get(peer_id)
+        rival = None if hs.dialed else self._dialing.get(peer_id)
+        if existing is not None or rival is not None:
+            facts = (
+                LinkFacts(existing.dialed_by_local, existing.hello.incarnation)
+                if existing is not None
+                else LinkFacts(True, None)
+            )
+            if (
+                resolve_duplicate(local_id=self.id, peer_id=peer_id, existing=facts, new=new)
+                is Resolution.KEEP_EXISTING
+            ):
+                error = DuplicateLink(ErrorCode.DUPLICATE_LINK, "a link to this peer exists")
+                error.peer_id = peer_id
+                raise hs.refuse(error, ErrorCode.DUPLICATE_LINK, "duplicate link")
+            if existing is not None:
+                log.info("link to %s replaced by a newer one", peer_id)
+                self._close_peer(existing, ErrorCode.REPLACED, "replaced by a newer link")
+            if rival is not None:
+                rival.conn.close(ErrorCode.DUPLICATE_LINK, "duplicate link")
+        elif len(self._peers) >= self.limits.max_peers:
+            raise hs.refuse(
+                ConnectionLimitReached(ErrorCode.CONNECTION_LIMIT, "full"),
+                ErrorCode.CONNECTION_LIMIT,
+                "too many peers",
+            )
+        if not hs.dialed:
+            hs.send_hello(self._hello([codec.name]))
+        self._register(hs, hello, codec)
+        return peer_id
+
+    def _agree_codec(self, hs: Handshake, hello: Hello) -> Codec:
+        ours = {c.name: c for c in self.codecs}
+        if hs.dialed:  # the acceptor names exactly one codec, one we offered
+            if len(hello.codecs) == 1 and hello.codecs[0] in ours:
+                return ours[hello.codecs[0]]
+            raise hs.refuse(
+                ConnectError(f"bad HELLO: acceptor chose codecs {hello.codecs}"),
+                ErrorCode.BAD_HELLO,
+                "bad codec choice",
+            )
+        for name in hello.codecs:
+            if name in ours:
+                return ours[name]
+        raise hs.refuse(
+            ConnectError(f"no common codec: peer offers {hello.codecs}"),
+            ErrorCode.NO_COMMON_CODEC,
+            "no common codec",
+        )
+
+    async def _authorize(self, hs: Handshake, hello: Hello) -> bool:
+        results = self.plugin_manager.hook.qrpc_authorize_peer(
+            node=self, identity=hs.identity, hello=hello, dialed=hs.dialed
+        )
+        for result in results:
+            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                result = await result
+            if result is False:
+                return False
+        return True
+
+    def _register(self, hs: Handshake, hello: Hello, codec: Codec) -> None:
+        peer_id = hello.node_id
+        tracers: list[Tracer] = [
+            t
+            for t in self.plugin_manager.hook.qrpc_link_tracer(
+                node=self, peer_id=peer_id, identity=hs.identity
+            )
+            if t is not None
+        ]
+        conn = hs.conn
+        pl = PeerLink(
+            self,
+            conn,
+            hs.link,
+            hello,
+            hs.identity,
+            codec,
+            dialed_by_local=hs.dialed,
+            tracers=tracers,
+        )
+        self._peers[peer_id] = pl
+        conn.attach(
+            pl.on_data,
+            hs.link.data_to_send,
+            lambda c: self._unregister(pl, c.close_code or 0, c.close_reason),
+        )
+        conn.promote()
+        pl.on_data(b"")  # route anything that arrived together with the HELLO
+        address = conn.remote_address or ("?", 0)
+        log.info(
+            "peer %s connected (%s, %s)", peer_id, "dialed" if hs.dialed else "accepted", address[0]
+        )
+        self._emit(Connected(peer_id, (str(address[0]), int(address[1])), hs.identity, hs.dialed))
+        self.plugin_manager.hook.qrpc_peer_connected(
+            node=self, peer_id=peer_id, identity=hs.identity
+        )
+        for key in (peer_id, None):
+            for waiter in self._peer_waiters.pop(key, []):
+                if not waiter.done():
+                    waiter.set_result(peer_id)
+
+    # -- links: closing -------------------------------------------------------------
+
+    def _on_goodbye(self, pl: PeerLink, event: GoodbyeReceived) -> None:
+        pl.goodbye(ErrorCode.NO_ERROR, "goodbye")  # the acknowledgement; no-op if already sent
+        self._unregister(pl, event.code, event.reason or "goodbye")
+        loop = asyncio.get_running_loop()
+        loop.call_later(_GOODBYE_GRACE, pl.conn.close, ErrorCode.NO_ERROR, "goodbye")
+
+    def _close_peer(self, pl: PeerLink, code: int, reason: str) -> None:
+        pl.conn.close(code, reason)
+        self._unregister(pl, code, reason)
+
+    def _unregister(self, pl: PeerLink, code: int, reason: str) -> None:
+        if pl.closed:
+            return
+        pl.mark_closed(code, reason)
+        peer_id = pl.peer_id
+        if self._peers.get(peer_id) is pl:
+            del self._peers[peer_id]
+        assert self._requests is not None
+        self._requests.fail_peer(peer_id, PeerDisconnected(f"link to {peer_id} closed: {reason}"))
+        log.info("peer %s disconnected (code %#x: %s)", peer_id, code, reason)
+        self._emit(Disconnected(peer_id, code, reason))
+        self.plugin_manager.hook.qrpc_peer_disconnected(
+            node=self, peer_id=peer_id, code=code, reason=reason
+        )
+        for waiter in self._gone_waiters.pop(peer_id, []):
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _bounded(deadline: float, *aws: Awaitable[Any]) -> None:
+    if not aws:
+        return
+    remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    _, pending = await asyncio.wait(tasks, timeout=remaining)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _check_listen(listen: object) -> tuple[str, int]:
+    if (
+        not isinstance(listen, tuple)
+        or len(listen) != 2
+        or not isinstance(listen[0], str)
+        or isinstance(listen[1], bool)
+        or not isinstance(listen[1], int)
+        or not 0 <= listen[1] <= 65535
+    ):
+        raise ConfigError(
+            "Node.listen", f"must be (host, port) with port in 0..65535, got {listen!r}"
+        )
+    return listen[0], listen[1]
+
+
+def _check_peer(peer: object) -> Peer:
+    if not isinstance(peer, Peer):
+        raise ConfigError("Node.peers", f"entries must be qrpc.Peer, got {peer!r}")
+    return peer

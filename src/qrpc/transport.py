@@ -1,0 +1,398 @@
+"""`Endpoint`: one UDP socket per node that both accepts and dials.
+
+This is the only module (with `qrpc.connection`) that does IO.  It owns the
+socket, demultiplexes datagrams to `Connection`s by destination connection
+ID, creates a server-side connection for each acceptable Initial packet,
+and transmits every dirty connection once per event-loop turn.
+
+Reading drains up to `READ_BATCH` datagrams per readiness event before
+transmitting, so the ACKs and replies for a burst leave together (asyncio's
+datagram transport reads one datagram per loop iteration).
+
+Limits enforced here (SECURITY-NOTES §2.7): at most `max_half_open`
+accepted connections that have not completed TLS + HELLO (further Initials
+are dropped before any state is allocated), a handshake deadline per
+connection, and optional address validation with Retry packets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Final
+
+from aioquic._buffer import Buffer
+from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
+from aioquic.quic.connection import NetworkAddress
+from aioquic.quic.packet import (
+    QuicPacketType,
+    encode_quic_retry,
+    encode_quic_version_negotiation,
+    pull_quic_header,
+)
+from aioquic.quic.retry import QuicRetryTokenHandler
+
+from qrpc._mtls import PeerPolicy, QrpcQuicConnection
+from qrpc.config import Limits, QuicSettings
+from qrpc.connection import Connection
+from qrpc.errors import ConfigError, ConnectError
+from qrpc.identity import identity_name
+from qrpc.security import TLS
+
+__all__ = ["Endpoint", "EndpointStats"]
+
+READ_BATCH: Final = 64  # datagrams read per readiness event
+SOCKET_BUFFER: Final = 4 * 1024 * 1024  # bytes requested for SO_RCVBUF / SO_SNDBUF
+CID_LENGTH: Final = 8  # bytes, aioquic's default host connection ID length
+AcceptHandler = Callable[[Connection], None]
+
+
+@dataclass(slots=True)
+class EndpointStats:
+    """Counters for tests and diagnostics."""
+
+    datagrams_in: int = 0
+    datagrams_out: int = 0
+    initials_dropped: int = 0
+    """Initials dropped because `max_half_open` handshakes were in progress."""
+    send_queued: int = 0
+    """Datagrams queued because the socket buffer was full."""
+
+
+class Endpoint:
+    """A bound UDP socket plus the QUIC connections that use it.
+
+    Create with `await Endpoint.open(...)`.  `on_accept` is called for each
+    accepted connection when its TLS handshake (with client-certificate
+    verification) completes.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        tls: TLS,
+        settings: QuicSettings,
+        limits: Limits,
+        on_accept: AcceptHandler,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.handshake_timeout = limits.handshake_timeout
+        self.stats = EndpointStats()
+        self._sock = sock
+        self._tls = tls
+        self._settings = settings
+        self._server_config = tls.quic_configuration(is_client=False, settings=settings)
+        self._client_config = tls.quic_configuration(is_client=True, settings=settings)
+        self._server_policy = PeerPolicy(trust=tls.trust, domain=tls.domain)
+        self._max_half_open = limits.max_half_open
+        self._on_accept = on_accept
+        self._retry = QuicRetryTokenHandler() if settings.retry else None
+        self._by_cid: dict[bytes, Connection] = {}
+        self.connections: set[Connection] = set()
+        self._half_open: set[Connection] = set()
+        self._dirty: list[Connection] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._send_queue: deque[tuple[bytes, NetworkAddress]] = deque()
+        self._closed = False
+        self.local_address: tuple[str, int] = sock.getsockname()[:2]
+        self.loop.add_reader(sock.fileno(), self._read_ready)
+
+    @classmethod
+    async def open(
+        cls,
+        host: str,
+        port: int,
+        *,
+        tls: TLS,
+        settings: QuicSettings,
+        limits: Limits,
+        on_accept: AcceptHandler,
+    ) -> Endpoint:
+        """Bind a UDP socket on (`host`, `port`) and start reading.
+
+        Raises:
+            ConfigError: the address cannot be resolved or bound.
+        """
+        loop = asyncio.get_running_loop()
+        where = f"listen {host}:{port}"
+        try:
+            infos = await loop.getaddrinfo(
+                host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
+            )
+        except socket.gaierror as exc:
+            raise ConfigError(where, f"cannot resolve: {exc.strerror}") from None
+        family, _, proto, _, sockaddr = infos[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM, proto)
+        try:
+            sock.setblocking(False)
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+            sock.bind(sockaddr)
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(where, f"cannot bind: {exc.strerror or exc}") from None
+        return cls(sock, tls=tls, settings=settings, limits=limits, on_accept=on_accept)
+
+    @property
+    def family(self) -> int:
+        """The socket's address family (peers are resolved in it)."""
+        return self._sock.family
+
+    @property
+    def half_open(self) -> int:
+        """Accepted connections that have not completed TLS + HELLO."""
+        return len(self._half_open)
+
+    # -- dialing -------------------------------------------------------------
+
+    async def connect(
+        self, addr: NetworkAddress, *, policy: PeerPolicy, answer_timeout: float | None = None
+    ) -> Connection:
+        """Dial `addr` and return once the TLS handshake (both certificates
+        verified) completes.  The caller then runs the HELLO exchange and
+        calls `Connection.promote()`, or closes it.
+
+        If nothing at all comes back within `answer_timeout` seconds, the
+        dial fails with `ConnectTimeout` at once instead of waiting for the
+        handshake deadline.
+
+        Raises:
+            ConnectError: the handshake failed; the subclass says why.
+        """
+        if self._closed:
+            raise ConnectError("endpoint is closed")
+        config = self._client_config
+        if policy.expected_id is not None:
+            config = replace(config, server_name=identity_name(policy.expected_id, policy.domain))
+        quic = QrpcQuicConnection(configuration=config, policy=policy)
+        conn = self._add(quic, is_client=True)
+        quic.connect(addr, now=self.loop.time())
+        conn.transmit()
+        silence = (
+            self.loop.call_later(answer_timeout, conn.expire_if_silent)
+            if answer_timeout is not None
+            else None
+        )
+        try:
+            await conn.handshake
+        except asyncio.CancelledError:
+            conn.close()
+            conn.terminate()
+            raise
+        finally:
+            if silence is not None:
+                silence.cancel()
+        return conn
+
+    # -- connection bookkeeping (called by Connection) -------------------------
+
+    def _add(self, quic: QrpcQuicConnection, *, is_client: bool) -> Connection:
+        conn = Connection(self, quic, is_client=is_client)
+        self.connections.add(conn)
+        self._by_cid[quic.host_cid] = conn
+        if not is_client:
+            self._half_open.add(conn)
+        return conn
+
+    def handshake_completed(self, conn: Connection) -> None:
+        """TLS finished for `conn`: hand accepted connections to the owner."""
+        if not conn.is_client:
+            self._on_accept(conn)
+
+    def connection_promoted(self, conn: Connection) -> None:
+        """`conn` finished HELLO: it no longer counts as half-open."""
+        self._half_open.discard(conn)
+
+    def connection_closed(self, conn: Connection) -> None:
+        """`conn` terminated: forget every route to it."""
+        self.connections.discard(conn)
+        self._half_open.discard(conn)
+        for cid in [cid for cid, c in self._by_cid.items() if c is conn]:
+            del self._by_cid[cid]
+
+    def cid_issued(self, cid: bytes, conn: Connection) -> None:
+        """Route a new connection ID of ours to `conn`."""
+        self._by_cid[cid] = conn
+
+    def cid_retired(self, cid: bytes) -> None:
+        """Stop routing a retired connection ID."""
+        self._by_cid.pop(cid, None)
+
+    def schedule_flush(self, conn: Connection) -> None:
+        """Transmit `conn` at the end of this event-loop turn."""
+        self._dirty.append(conn)
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.transmit()
+
+    # -- socket IO -------------------------------------------------------------
+
+    def sendto(self, data: bytes, addr: NetworkAddress) -> None:
+        """Send one datagram, queueing it if the socket buffer is full."""
+        self.stats.datagrams_out += 1
+        if self._send_queue:
+            self._send_queue.append((data, addr))
+            return
+        try:
+            self._sock.sendto(data, addr)
+        except BlockingIOError:
+            self.stats.send_queued += 1
+            self._send_queue.append((data, addr))
+            self.loop.add_writer(self._sock.fileno(), self._write_ready)
+        except OSError:
+            pass  # unreachable destination: QUIC's loss recovery and timeouts handle it
+
+    def _write_ready(self) -> None:
+        queue = self._send_queue
+        while queue:
+            data, addr = queue[0]
+            try:
+                self._sock.sendto(data, addr)
+            except BlockingIOError:
+                return
+            except OSError:
+                pass
+            queue.popleft()
+        self.loop.remove_writer(self._sock.fileno())
+
+    def _read_ready(self) -> None:
+        sock = self._sock
+        now = self.loop.time()
+        for _ in range(READ_BATCH):
+            try:
+                data, addr = sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                continue  # e.g. an ICMP error reported on the socket
+            self.stats.datagrams_in += 1
+            self._datagram_received(data, addr, now)
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush()
+
+    def _datagram_received(self, data: bytes, addr: NetworkAddress, now: float) -> None:
+        if data and not data[0] & 0x80:  # short header: DCID right after the first byte
+            conn = self._by_cid.get(data[1 : 1 + CID_LENGTH])
+            if conn is not None:
+                conn.datagram_received(data, addr, now)
+            return
+        try:
+            header = pull_quic_header(Buffer(data=data), host_cid_length=CID_LENGTH)
+        except ValueError:
+            return
+        conn = self._by_cid.get(header.destination_cid)
+        if conn is not None:
+            conn.datagram_received(data, addr, now)
+            return
+        config = self._server_config
+        if (
+            header.packet_type != QuicPacketType.VERSION_NEGOTIATION
+            and header.version is not None
+            and header.version not in config.supported_versions
+        ):
+            # Never answer a Version Negotiation packet with another one
+            # (reflection loop, as in aioquic's server).
+            self.sendto(
+                encode_quic_version_negotiation(
+                    source_cid=header.destination_cid,
+                    destination_cid=header.source_cid,
+                    supported_versions=config.supported_versions,
+                ),
+                addr,
+            )
+            return
+        if header.packet_type != QuicPacketType.INITIAL or len(data) < SMALLEST_MAX_DATAGRAM_SIZE:
+            return
+        if self._closed or len(self._half_open) >= self._max_half_open:
+            self.stats.initials_dropped += 1
+            return
+        odcid: bytes | None = header.destination_cid
+        retry_scid: bytes | None = None
+        if self._retry is not None:
+            if not header.token:
+                self._send_retry(header.version, header.destination_cid, header.source_cid, addr)
+                return
+            try:
+                odcid = self._retry.validate_token(
+                    address=addr,
+                    destination_cid=header.destination_cid,
+                    token=header.token,
+                    now=now,
+                )
+            except ValueError:
+                return
+            retry_scid = header.destination_cid
+        quic = QrpcQuicConnection(
+            configuration=config,
+            policy=self._server_policy,
+            original_destination_connection_id=odcid,
+            retry_source_connection_id=retry_scid,
+        )
+        conn = self._add(quic, is_client=False)
+        self._by_cid[header.destination_cid] = conn
+        conn.datagram_received(data, addr, now)
+
+    def _send_retry(
+        self, version: int | None, dcid: bytes, scid: bytes, addr: NetworkAddress
+    ) -> None:
+        assert self._retry is not None
+        assert version is not None
+        source_cid = os.urandom(CID_LENGTH)
+        self.sendto(
+            encode_quic_retry(
+                version=version,
+                source_cid=source_cid,
+                destination_cid=scid,
+                original_destination_cid=dcid,
+                retry_token=self._retry.create_token(
+                    address=addr,
+                    original_destination_connection_id=dcid,
+                    retry_source_connection_id=source_cid,
+                    now=self.loop.time(),
+                ),
+            ),
+            addr,
+        )
+
+    # -- shutdown --------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every connection (sending CONNECTION_CLOSE once) and the socket."""
+        if self._closed:
+            return
+        self._closed = True
+        for conn in list(self.connections):
+            conn.close()
+            conn.terminate()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._write_ready_final()
+        self.loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+
+    def _write_ready_final(self) -> None:
+        if self._send_queue:
+            self.loop.remove_writer(self._sock.fileno())
+            while self._send_queue:
+                data, addr = self._send_queue.popleft()
+                with contextlib.suppress(OSError):
+                    self._sock.sendto(data, addr)
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close()` was called."""
+        return self._closed

@@ -1,0 +1,129 @@
+"""`FrameDecoder`: turns a byte stream, fed in arbitrary chunks, into frames.
+
+Rules it enforces, in the order it checks them (each failure raises a
+`ProtocolError` subclass whose `code` closes the link):
+
+1. the version byte is `PROTOCOL_VERSION` (`UnsupportedVersion`);
+2. the kind is a known `FrameKind` (`UnknownFrameKind`);
+3. flags are zero, and cmd_id / request_id / body length are what the kind
+   allows (`MalformedFrame`);
+4. the declared body length is at most `max_frame_size`
+   (`FrameTooLarge`) -- checked on the header alone, *before* any of the
+   body is buffered.
+
+Bound: once `next_frame()` has returned None, the decoder holds fewer than
+``HEADER_SIZE + max_frame_size`` bytes, whatever it was fed.  After an error
+the decoder is unusable (the stream is desynchronised); close the link.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from qrpc.errors import (
+    FrameTooLarge,
+    MalformedFrame,
+    ProtocolError,
+    UnknownFrameKind,
+    UnsupportedVersion,
+)
+from qrpc.wire.frames import (
+    DEFAULT_MAX_FRAME_SIZE,
+    HEADER,
+    HEADER_SIZE,
+    PROTOCOL_VERSION,
+    Frame,
+    FrameKind,
+)
+
+__all__ = ["FrameDecoder"]
+
+_KINDS: Final = {k.value: k for k in FrameKind}
+_NEEDS_REQUEST_ID: Final = frozenset({FrameKind.REQUEST, FrameKind.RESPONSE, FrameKind.ERROR})
+_HAS_CMD_ID: Final = frozenset({FrameKind.MESSAGE, FrameKind.REQUEST, FrameKind.RESPONSE})
+_CODE_TEXT: Final = frozenset({FrameKind.ERROR, FrameKind.GOODBYE})
+_CREDIT_BODY: Final = 4  # bytes: a u32
+
+
+class FrameDecoder:
+    """Incremental, sans-IO frame decoder: `feed(data)`, then `next_frame()` until None."""
+
+    __slots__ = ("_broken", "_buf", "_pos", "max_frame_size")
+
+    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        self.max_frame_size = max_frame_size
+        self._buf: bytes | bytearray = b""
+        self._pos = 0
+        self._broken: ProtocolError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes fed but not yet returned as frames."""
+        return len(self._buf) - self._pos
+
+    def feed(self, data: bytes) -> None:
+        """Append received bytes; then call `next_frame()` until it returns None."""
+        if self._broken is not None:
+            raise self._broken
+        buf = self._buf
+        if self._pos >= len(buf):
+            # Nothing left over: parse straight from the caller's bytes.
+            self._buf = data
+            self._pos = 0
+            return
+        if not isinstance(buf, bytearray) or self._pos:
+            buf = bytearray(memoryview(buf)[self._pos :])
+            self._pos = 0
+        buf += data
+        self._buf = buf
+
+    def next_frame(self) -> Frame | None:
+        """Return the next complete frame, or None if more bytes are needed.
+
+        Raises:
+            ProtocolError: the stream broke a rule listed in the module docstring.
+        """
+        buf = self._buf
+        pos = self._pos
+        if len(buf) - pos < HEADER_SIZE:
+            return None
+        version, kind, flags, length, cmd_id, request_id = HEADER.unpack_from(buf, pos)
+        frame_kind = self._check(version, kind, flags, length, cmd_id, request_id)
+        start = pos + HEADER_SIZE
+        end = start + length
+        if len(buf) < end:
+            return None
+        body = buf[start:end] if type(buf) is bytes else bytes(memoryview(buf)[start:end])
+        self._pos = end
+        return Frame(frame_kind, cmd_id, request_id, body)
+
+    def _check(
+        self, version: int, kind: int, flags: int, length: int, cmd_id: int, request_id: int
+    ) -> FrameKind:
+        error: ProtocolError | None = None
+        frame_kind = _KINDS.get(kind)
+        if version != PROTOCOL_VERSION:
+            error = UnsupportedVersion(f"frame version {version}, expected {PROTOCOL_VERSION}")
+        elif frame_kind is None:
+            error = UnknownFrameKind(f"frame kind {kind}")
+        elif flags:
+            error = MalformedFrame(f"{frame_kind.name} frame with reserved flags {flags:#x}")
+        elif length > self.max_frame_size:
+            error = FrameTooLarge(
+                f"{frame_kind.name} frame declares {length} bytes, limit {self.max_frame_size}"
+            )
+        elif (request_id != 0) != (frame_kind in _NEEDS_REQUEST_ID):
+            error = MalformedFrame(f"{frame_kind.name} frame with request_id {request_id}")
+        elif cmd_id and frame_kind not in _HAS_CMD_ID:
+            error = MalformedFrame(f"{frame_kind.name} frame with cmd_id {cmd_id}")
+        elif frame_kind in _CODE_TEXT and length < 4:
+            error = MalformedFrame(f"{frame_kind.name} frame body shorter than its code")
+        elif frame_kind is FrameKind.CREDIT and length != _CREDIT_BODY:
+            error = MalformedFrame(f"CREDIT frame body of {length} bytes")
+        if error is None:
+            assert frame_kind is not None
+            return frame_kind
+        self._broken = error
+        self._buf = b""
+        self._pos = 0
+        raise error

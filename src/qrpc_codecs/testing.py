@@ -1,0 +1,110 @@
+"""`check_codec`: the conformance suite every codec must pass.
+
+Third-party codec packages call it from their own tests::
+
+    from qrpc_codecs.testing import check_codec
+    def test_conformance():
+        check_codec(my_codec)
+
+It raises AssertionError describing the first rule the codec breaks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+
+from qrpc_codecs import Codec, CodecError, DecodeError, EncodeError
+
+__all__ = ["GARBAGE", "check_codec"]
+
+
+class _Typical(msgspec.Struct):
+    count: int
+    name: str
+    ratio: float
+    values: list[int]
+    flag: bool
+    blob: bytes
+
+
+class _Empty(msgspec.Struct):
+    pass
+
+
+class _Blob(msgspec.Struct):
+    data: bytes
+
+
+class _NotAMessage:
+    pass
+
+
+GARBAGE: tuple[bytes, ...] = (
+    b"",
+    b"\x00",
+    b"\xff" * 7,
+    b"\xc1",
+    b'{"count": "x"}',
+    b"\x91\xa1\xff",
+    b"[" * 2000,
+)
+"""Inputs no message type decodes from; decoders must raise DecodeError (and only that)."""
+
+
+def _check_bad_input(
+    codec: Codec, decode: Callable[[bytes], object], type_: type, data: bytes
+) -> None:
+    """Bad input must raise DecodeError, or decode to a valid value; nothing else."""
+    try:
+        result = decode(data)
+    except DecodeError:
+        return
+    except Exception as exc:
+        raise AssertionError(
+            f"{codec.name} decoder raised {exc!r} for {data[:16]!r}; expected DecodeError"
+        ) from exc
+    assert isinstance(result, type_), f"{codec.name} decoded {data[:16]!r} to {result!r}"
+
+
+def check_codec(codec: Codec, *, types: tuple[type, ...] = ()) -> None:
+    """Assert that `codec` follows the `Codec` contract.
+
+    Args:
+        codec: the codec instance under test.
+        types: message types to round-trip besides the built-in samples;
+            a codec that supports only some types (like ``raw``) passes the
+            samples it cannot build a decoder for.
+    """
+    assert isinstance(codec, Codec), f"{codec!r} does not implement Codec"
+    assert isinstance(codec.name, str), "codec name must be a str"
+    assert 1 <= len(codec.name) <= 64, "codec name must be 1-64 characters"
+    samples: list[msgspec.Struct] = [
+        _Typical(7, "héllo", 1.5, list(range(10)), True, bytes(range(64))),
+        _Typical(-(2**40), "", -0.0, [], False, b""),
+        _Empty(),
+        _Blob(b"\x00" * 70_000),
+    ]
+    supported = 0
+    for value in samples:
+        try:
+            decode = codec.decoder(type(value))
+        except CodecError:
+            continue
+        supported += 1
+        encoded = codec.encode(value)
+        assert isinstance(encoded, bytes), f"encode returned {type(encoded).__name__}"
+        assert decode(encoded) == value, f"round trip changed {value!r}"
+        truncated = encoded[:-1] if encoded else b"\xff"
+        for bad in (*GARBAGE, truncated):
+            _check_bad_input(codec, decode, type(value), bad)
+    assert supported, f"{codec.name} supports none of the sample message types"
+    for type_ in types:
+        codec.decoder(type_)
+    try:
+        codec.encode(_NotAMessage())
+    except EncodeError:
+        pass
+    else:
+        raise AssertionError(f"{codec.name}.encode accepted an arbitrary object")
