@@ -56,7 +56,10 @@ async def make_node(qrpc_pki: TestPKI, registry: qrpc.Registry) -> AsyncIterator
     async with AsyncExitStack() as stack:
 
         async def make(
-            *, tls: qrpc.TLS | None = None, start: bool = True, reg: qrpc.Registry | None = None,
+            *,
+            tls: qrpc.TLS | None = None,
+            start: bool = True,
+            reg: qrpc.Registry | None = None,
             **kwargs: Any,
         ) -> qrpc.Node:
             kwargs.setdefault("autoload_plugins", False)
@@ -68,9 +71,7 @@ async def make_node(qrpc_pki: TestPKI, registry: qrpc.Registry) -> AsyncIterator
 
         yield make
     await asyncio.sleep(0)
-    leftover = [
-        t for t in asyncio.all_tasks() if t.get_name().startswith("qrpc-") and not t.done()
-    ]
+    leftover = [t for t in asyncio.all_tasks() if t.get_name().startswith("qrpc-") and not t.done()]
     assert not leftover, f"qrpc tasks still running after close: {leftover}"
 
 
@@ -81,7 +82,9 @@ async def connect(dialer: qrpc.Node, target: qrpc.Node, timeout: float = 5.0) ->
     await target.wait_for_peer(dialer.id, timeout=timeout)
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> None:
+async def eventually(
+    check: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01
+) -> None:
     """Wait until `check()` is true; fail after `timeout` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -252,10 +252,14 @@ class Connection:
             self.terminate()
 
     def expire_if_silent(self) -> None:
-        """Give up a dial to which the peer never answered (called by the endpoint)."""
+        """Give up a dial to which the peer never answered (called by the endpoint).
+
+        Nothing is sent: the peer holds no state for us, and a CONNECTION_CLOSE
+        would only reach a node that starts on that port later as a stray
+        Initial.
+        """
         if not self.answered and not self.closed:
             self.timed_out = True
-            self.close(ErrorCode.HANDSHAKE_TIMEOUT, "no answer")
             self.terminate()
 
     def _process_events(self) -> None:

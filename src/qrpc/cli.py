@@ -1,0 +1,76 @@
+"""The ``qrpc`` command.
+
+::
+
+    qrpc certs DIR [--nodes N] [--domain D]   issue a CA and N node certificates
+    qrpc plugins                              list installed plugins and their hooks
+    qrpc codecs                               list available codecs
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from qrpc.certs import issue_ca, issue_node_cert, write_pem
+from qrpc.hooks import get_plugin_manager
+from qrpc.security import DEFAULT_DOMAIN
+from qrpc_codecs import available_codecs
+
+__all__ = ["main"]
+
+
+def _certs(args: argparse.Namespace) -> int:
+    out = Path(args.directory)
+    out.mkdir(parents=True, exist_ok=True)
+    ca = issue_ca(constrain_to_domain=args.domain if args.constrained else None)
+    write_pem(ca, out / "ca.crt", out / "ca.key")
+    print(f"CA          {out / 'ca.crt'}")
+    for index in range(args.nodes):
+        node = issue_node_cert(ca, domain=args.domain)
+        stem = out / f"node-{index + 1}"
+        write_pem(node, stem.with_suffix(".crt"), stem.with_suffix(".key"))
+        print(f"node {node.node_id}  {stem}.crt  {stem}.key")
+    return 0
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    pm = get_plugin_manager(autoload=True)
+    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    for name, plugin in pm.list_name_plugin():
+        dist = dists.get(id(plugin))
+        where = f"{dist.project_name} {dist.version}" if dist is not None else "in code"
+        hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or ())
+        print(f"{name}  ({where})\n    hooks: {', '.join(hooks) or '-'}")
+    return 0
+
+
+def _codecs(args: argparse.Namespace) -> int:
+    for name in available_codecs():
+        print(name)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``qrpc`` command; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="qrpc", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    certs = commands.add_parser("certs", help="issue a CA and node certificates")
+    certs.add_argument("directory", help="where to write the PEM files")
+    certs.add_argument("--nodes", type=int, default=2, help="node certificates to issue")
+    certs.add_argument("--domain", default=DEFAULT_DOMAIN, help="trust domain of identity SANs")
+    certs.add_argument(
+        "--constrained", action="store_true", help="name-constrain the CA to node.<domain>"
+    )
+    certs.set_defaults(run=_certs)
+    commands.add_parser("plugins", help="list plugins and their hooks").set_defaults(run=_plugins)
+    commands.add_parser("codecs", help="list available codecs").set_defaults(run=_codecs)
+    args = parser.parse_args(argv)
+    status: int = args.run(args)
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Fails loudly if the aioquic internals that qrpc's client-certificate
+enforcement relies on change (see `qrpc._mtls`).
+
+If a test here fails after an aioquic upgrade, do not loosen it: re-check
+how the new release handles client certificates and adapt `qrpc._mtls`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from importlib.metadata import version
+
+import pytest
+from aioquic import tls
+from aioquic.quic import events
+from aioquic.quic.connection import QuicConnection
+
+from qrpc._mtls import PRIVATE_API, PeerPolicy, QrpcQuicConnection, _VerifyingContext
+from qrpc.config import QuicSettings
+from qrpc.errors import PeerAuthError
+from qrpc.testing import TestPKI, refused_tls
+
+CONTEXT_INSTANCE_ATTRIBUTES = {
+    "_request_client_certificate",
+    "_peer_certificate",
+    "_peer_certificate_chain",
+}
+METHOD_PARAMETERS = {
+    (QuicConnection, "_initialize"): ["self", "peer_cid"],
+    (tls.Context, "_server_handle_certificate"): ["self", "input_buf"],
+    (tls.Context, "_server_handle_certificate_verify"): ["self", "input_buf"],
+    (tls.Context, "_client_handle_certificate_verify"): ["self", "input_buf"],
+}
+
+
+def test_aioquic_version_is_in_the_tested_range() -> None:
+    major, minor, *_ = (int(part) for part in version("aioquic").split("."))
+    assert (major, minor) == (1, 7), "qrpc._mtls was verified against aioquic 1.7 only"
+
+
+@pytest.mark.parametrize(
+    ("owner", "name"), PRIVATE_API, ids=[f"{o.__name__}.{n}" for o, n in PRIVATE_API]
+)
+def test_private_attribute_still_exists(owner: type, name: str) -> None:
+    if name in CONTEXT_INSTANCE_ATTRIBUTES:
+        context = tls.Context(is_client=False)
+        assert hasattr(context, name), f"tls.Context() has no attribute {name}"
+    else:
+        member = getattr(owner, name, None)
+        assert callable(member), f"{owner.__name__}.{name} is gone"
+        assert list(inspect.signature(member).parameters) == METHOD_PARAMETERS[(owner, name)]
+
+
+def test_stock_context_does_not_request_client_certificates() -> None:
+    # The flag qrpc flips must still default to off; if aioquic ever turns it on
+    # or renames it, the enforcement needs a fresh look.
+    assert tls.Context(is_client=False)._request_client_certificate is False
+
+
+def test_verify_mode_off_still_checks_the_signature_only() -> None:
+    source = inspect.getsource(tls.Context._client_handle_certificate_verify)
+    assert "_check_certificate_verify_signature" in source
+    assert "self._verify_mode != ssl.CERT_NONE" in source
+
+
+def _handshake(client: QuicConnection, server: QuicConnection, rounds: int = 20) -> None:
+    """Run a handshake in memory, bounded by `rounds` exchanges."""
+    now = 0.0
+    client.connect(("127.0.0.1", 4433), now=now)
+    for _ in range(rounds):
+        moved = False
+        for sender, receiver, addr in (
+            (client, server, ("127.0.0.2", 1234)),
+            (server, client, ("127.0.0.1", 4433)),
+        ):
+            for data, _ in sender.datagrams_to_send(now=now):
+                receiver.receive_datagram(data, addr, now=now)
+                moved = True
+        now += 0.01
+        if not moved:
+            return
+    raise AssertionError(f"handshake did not settle within {rounds} rounds")
+
+
+def _pair(pki: TestPKI, client_tls, server_tls) -> tuple[QrpcQuicConnection, QrpcQuicConnection]:
+    settings = QuicSettings()
+    client = QrpcQuicConnection(
+        configuration=client_tls.quic_configuration(is_client=True, settings=settings),
+        policy=PeerPolicy(trust=(pki.ca.cert,), domain=pki.domain),
+    )
+    server = QrpcQuicConnection(
+        configuration=server_tls.quic_configuration(is_client=False, settings=settings),
+        policy=PeerPolicy(trust=(pki.ca.cert,), domain=pki.domain),
+        original_destination_connection_id=client.original_destination_connection_id,
+    )
+    return client, server
+
+
+def _events(conn: QuicConnection) -> list[events.QuicEvent]:
+    out = []
+    while (event := conn.next_event()) is not None:
+        out.append(event)
+    return out
+
+
+def test_server_context_is_swapped_and_requests_a_certificate(qrpc_pki: TestPKI) -> None:
+    client, server = _pair(qrpc_pki, qrpc_pki.node_tls(), qrpc_pki.node_tls())
+    _handshake(client, server)
+    assert isinstance(server.tls, _VerifyingContext)
+    assert isinstance(client.tls, _VerifyingContext)
+    assert server.tls._request_client_certificate is True
+    assert server.peer_identity is not None
+    assert client.peer_identity is not None
+    assert any(isinstance(e, events.HandshakeCompleted) for e in _events(server))
+
+
+def test_client_without_certificate_is_refused_in_memory(qrpc_pki: TestPKI) -> None:
+    client, server = _pair(qrpc_pki, refused_tls(qrpc_pki, None), qrpc_pki.node_tls())
+    _handshake(client, server)
+    server_events = _events(server)
+    assert not any(isinstance(e, events.HandshakeCompleted) for e in server_events)
+    assert server.peer_identity is None
+    assert isinstance(server.auth_error, PeerAuthError)
+    assert server.auth_error.alert == 116
+    # The client learns the alert (CRYPTO_ERROR + certificate_required) once
+    # its draining period is over.
+    client.handle_timer(now=1000.0)
+    closes = [e for e in _events(client) if isinstance(e, events.ConnectionTerminated)]
+    assert [c.error_code for c in closes] == [0x100 + 116]
