@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from qrpc.connection import Connection
 from qrpc.errors import ConnectError
 from qrpc.identity import PeerIdentity
-from qrpc.wire.events import HelloReceived, LinkFailed
+from qrpc.wire.events import HelloReceived, LinkEvent, LinkFailed
 from qrpc.wire.hello import Hello
 from qrpc.wire.link import LinkProtocol
 
@@ -29,7 +29,7 @@ __all__ = ["Handshake"]
 class Handshake:
     """One connection waiting for the peer's HELLO."""
 
-    __slots__ = ("conn", "dialed", "hello", "identity", "link", "node")
+    __slots__ = ("conn", "dialed", "early_events", "hello", "identity", "link", "node")
 
     def __init__(self, node: Node, conn: Connection, *, dialed: bool) -> None:
         identity = conn.peer_identity
@@ -43,6 +43,9 @@ class Handshake:
             max_frame_size=limits.max_message_size, window=limits.inbound_window
         )
         self.hello: asyncio.Future[Hello] = asyncio.get_running_loop().create_future()
+        self.early_events: list[LinkEvent] = []
+        """Events after the peer's HELLO that arrived before registration (the
+        acceptor may send right after its HELLO); bounded by our credit window."""
         conn.attach(self._on_data, self.link.data_to_send, self._on_closed)
 
     def _on_data(self, data: bytes) -> None:
@@ -56,6 +59,8 @@ class Handshake:
                 self.conn.close(event.code, "bad HELLO")
                 if not self.hello.done():
                     self.hello.set_exception(ConnectError(f"bad HELLO: {event.reason}"))
+            else:
+                self.early_events.append(event)
         self.conn.want_flush()
 
     def _on_closed(self, conn: Connection) -> None:

@@ -130,10 +130,11 @@ class PeerLink:
         link.receive_data(data)
         events = link.events()
         if events:
-            self._route(events)
+            self.route(events)
         self.conn.want_flush()
 
-    def _route(self, events: list[LinkEvent]) -> None:
+    def route(self, events: list[LinkEvent]) -> None:
+        """Act on link events: queue messages, settle requests, handle control frames."""
         inbound = self.inbound
         node = self.node
         for event in events:

@@ -186,7 +186,7 @@ class Connection:
         if code is None:
             return ConnectTimeout("connection dropped before the handshake completed")
         if self.closed_locally:
-            return ConnectionRefused(code, reason)
+            return ConnectionRefused(code, reason, by_peer=False)
         if self.close_frame_type is None:  # application close sent by the peer
             refusal = _REFUSALS.get(code)
             return refusal(code, reason) if refusal is not None else ConnectionRefused(code, reason)

@@ -182,19 +182,22 @@ class ConnectTimeout(ConnectError):
 
 
 class ConnectionRefused(ConnectError):
-    """The peer closed the link during setup with an application error code.
+    """The link was refused during setup with an application error code.
 
-    `code` is the `ErrorCode` the peer sent and `reason` its short reason.
+    `code` is the `ErrorCode` and `reason` its short reason; `by_peer` tells
+    whether the peer refused (the usual case) or this node did.
     """
 
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: int, reason: str, *, by_peer: bool = True) -> None:
         self.code = code
         self.reason = reason
+        self.by_peer = by_peer
         try:
             name = ErrorCode(code).name
         except ValueError:
             name = hex(code)
-        super().__init__(f"peer closed the link: {name} {reason}".rstrip())
+        who = "peer refused the link" if by_peer else "link refused"
+        super().__init__(f"{who}: {name} {reason}".rstrip())
 
 
 class ConnectionLimitReached(ConnectionRefused):

@@ -137,6 +137,8 @@ class Node:
         self._gone_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._peer_waiters: dict[str | None, list[asyncio.Future[str]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._links: set[PeerLink] = set()
+        "Every PeerLink whose dispatcher still runs, registered or not."
         self._hub = EventHub()
         self._endpoint: Endpoint | None = None
         self._requests: RequestTable | None = None
@@ -299,7 +301,8 @@ class Node:
             self._close_peer(pl, ErrorCode.NO_ERROR, "shutdown")
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, *(pl.stop() for pl in peers), return_exceptions=True)
+        links = list(self._links)  # includes links that closed with handlers still running
+        await asyncio.gather(*self._tasks, *(pl.stop() for pl in links), return_exceptions=True)
         assert self._endpoint is not None
         self._endpoint.close()
         for waiters in self._peer_waiters.values():
@@ -627,7 +630,7 @@ class Node:
             raise SelfConnection(f"{peer} is this node itself")
         if certified is not None and (certified in self._peers or certified in self._dialing):
             conn.close(ErrorCode.DUPLICATE_LINK, "already connected")
-            error = DuplicateLink(ErrorCode.DUPLICATE_LINK, "already connected")
+            error = DuplicateLink(ErrorCode.DUPLICATE_LINK, "already connected", by_peer=False)
             error.peer_id = certified
             raise error
         handshake = Handshake(self, conn, dialed=True)
@@ -690,7 +693,9 @@ class Node:
                 resolve_duplicate(local_id=self.id, peer_id=peer_id, existing=facts, new=new)
                 is Resolution.KEEP_EXISTING
             ):
-                error = DuplicateLink(ErrorCode.DUPLICATE_LINK, "a link to this peer exists")
+                error = DuplicateLink(
+                    ErrorCode.DUPLICATE_LINK, "a link to this peer exists", by_peer=False
+                )
                 error.peer_id = peer_id
                 raise hs.refuse(error, ErrorCode.DUPLICATE_LINK, "duplicate link")
             if existing is not None:
@@ -700,7 +705,7 @@ class Node:
                 rival.conn.close(ErrorCode.DUPLICATE_LINK, "duplicate link")
         elif len(self._peers) >= self.limits.max_peers:
             raise hs.refuse(
-                ConnectionLimitReached(ErrorCode.CONNECTION_LIMIT, "full"),
+                ConnectionLimitReached(ErrorCode.CONNECTION_LIMIT, "full", by_peer=False),
                 ErrorCode.CONNECTION_LIMIT,
                 "too many peers",
             )
@@ -760,13 +765,17 @@ class Node:
             tracers=tracers,
         )
         self._peers[peer_id] = pl
+        self._links.add(pl)
+        pl.dispatcher.add_done_callback(lambda _: self._links.discard(pl))
         conn.attach(
             pl.on_data,
             hs.link.data_to_send,
             lambda c: self._unregister(pl, c.close_code or 0, c.close_reason),
         )
         conn.promote()
-        pl.on_data(b"")  # route anything that arrived together with the HELLO
+        if hs.early_events:  # frames that arrived together with or right after the HELLO
+            pl.route(hs.early_events)
+            conn.want_flush()
         address = conn.remote_address or ("?", 0)
         log.info(
             "peer %s connected (%s, %s)", peer_id, "dialed" if hs.dialed else "accepted", address[0]

@@ -384,6 +384,24 @@ class Endpoint:
         self.loop.remove_reader(self._sock.fileno())
         self._sock.close()
 
+    def abort(self) -> None:
+        """Drop every connection and close the socket *without sending anything*,
+        as a crashed process would (for fault-injection tests)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._send_queue.clear()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._dirty.clear()
+        with contextlib.suppress(ValueError, OSError):
+            self.loop.remove_writer(self._sock.fileno())
+        self.loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+        for conn in list(self.connections):
+            conn.terminate()
+
     def _write_ready_final(self) -> None:
         if self._send_queue:
             self.loop.remove_writer(self._sock.fileno())

@@ -1,0 +1,197 @@
+"""Request/reply: replies, remote errors, timeouts, disconnects and size limits."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import pytest
+
+import qrpc
+from tests.conftest import Count, NodeFactory, Ping, Pong, connect, eventually
+
+
+async def _pair(make_node: NodeFactory, **kwargs) -> tuple[qrpc.Node, qrpc.Node]:
+    server = await make_node(**kwargs)
+    client = await make_node(**kwargs)
+    return server, client
+
+
+async def test_request_timeout_raises_request_timeout(make_node: NodeFactory) -> None:
+    server, client = await _pair(make_node)
+    release = asyncio.Event()
+
+    @server.handler(1)
+    async def slow(ctx: qrpc.Context, msg: Ping) -> Pong:
+        await release.wait()
+        return Pong("late")
+
+    await connect(client, server)
+    with pytest.raises(qrpc.RequestTimeout) as info:
+        await client.request(server.id, Ping("?"), timeout=0.2)
+    assert isinstance(info.value, TimeoutError)
+    release.set()
+    # The late reply is dropped and the link keeps working.
+    assert await client.request(server.id, Ping("again"), reply=Pong, timeout=5) == Pong("late")
+    assert client.peers() == [server.id]
+
+
+async def test_handler_exception_reaches_caller_as_remote_error(make_node: NodeFactory) -> None:
+    server, client = await _pair(make_node)
+
+    @server.handler(1)
+    async def broken(ctx: qrpc.Context, msg: Ping) -> Pong:
+        raise ValueError(f"cannot handle {msg.text}")
+
+    await connect(client, server)
+    with pytest.raises(qrpc.RemoteError) as info:
+        await client.request(server.id, Ping("this"), timeout=5)
+    assert info.value.code == qrpc.RemoteErrorCode.HANDLER_ERROR
+    assert info.value.text == "ValueError: cannot handle this"
+
+
+async def test_disconnect_during_request_raises_peer_disconnected(make_node: NodeFactory) -> None:
+    server, client = await _pair(make_node)
+    started = asyncio.Event()
+
+    @server.handler(1)
+    async def never(ctx: qrpc.Context, msg: Ping) -> Pong:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    await connect(client, server)
+    request = asyncio.create_task(client.request(server.id, Ping("?"), timeout=30))
+    await asyncio.wait_for(started.wait(), 5)
+    await server.close()
+    with pytest.raises(qrpc.PeerDisconnected):
+        await asyncio.wait_for(request, 5)
+
+
+async def test_abrupt_disconnect_during_request_raises_peer_disconnected(
+    make_node: NodeFactory,
+) -> None:
+    server, client = await _pair(make_node)
+    started = asyncio.Event()
+
+    @server.handler(1)
+    async def never(ctx: qrpc.Context, msg: Ping) -> Pong:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    await connect(client, server)
+    request = asyncio.create_task(client.request(server.id, Ping("?"), timeout=30))
+    await asyncio.wait_for(started.wait(), 5)
+    server.endpoint.close()  # no GOODBYE: only QUIC's CONNECTION_CLOSE goes out
+    with pytest.raises(qrpc.PeerDisconnected):
+        await asyncio.wait_for(request, 5)
+
+
+async def test_requests_to_each_peer_fail_only_for_that_peer(make_node: NodeFactory) -> None:
+    a, b, c = await make_node(), await make_node(), await make_node()
+    for node in (a, b):
+
+        @node.handler(1)
+        async def hang(ctx: qrpc.Context, msg: Ping) -> Pong:
+            await asyncio.sleep(0.3)
+            return Pong(ctx.node.id)
+
+    await connect(c, a)
+    await connect(c, b)
+    to_a = asyncio.create_task(c.request(a.id, Ping("a"), reply=Pong, timeout=5))
+    to_b = asyncio.create_task(c.request(b.id, Ping("b"), reply=Pong, timeout=5))
+    await asyncio.sleep(0)
+    await a.close()
+    with pytest.raises(qrpc.PeerDisconnected):
+        await to_a
+    assert await to_b == Pong(b.id)
+
+
+async def test_request_without_handler_is_a_remote_error(make_node: NodeFactory) -> None:
+    server, client = await _pair(make_node)
+    await connect(client, server)
+    with pytest.raises(qrpc.RemoteError) as info:
+        await client.request(server.id, Ping("nobody home"), timeout=5)
+    assert info.value.code == qrpc.RemoteErrorCode.NO_HANDLER
+
+
+async def test_reply_of_unexpected_type_is_a_bad_reply(make_node: NodeFactory) -> None:
+    server, client = await _pair(make_node)
+
+    @server.handler(1)
+    async def wrong(ctx: qrpc.Context, msg: Ping) -> Ping:
+        return Ping("not a Pong")
+
+    await connect(client, server)
+    with pytest.raises(qrpc.RemoteError) as info:
+        await client.request(server.id, Ping("?"), reply=Pong, timeout=5)
+    assert info.value.code == qrpc.RemoteErrorCode.BAD_REPLY
+    assert "expected a Pong reply, got Ping" in info.value.text
+    assert await client.request(server.id, Ping("untyped"), timeout=5) == Ping("not a Pong")
+
+
+async def test_handler_returning_none_answers_none(make_node: NodeFactory) -> None:
+    server, client = await _pair(make_node)
+
+    @server.handler(1)
+    async def nothing(ctx: qrpc.Context, msg: Ping) -> None:
+        return None
+
+    await connect(client, server)
+    assert await client.request(server.id, Ping("?"), timeout=5) is None
+
+
+async def test_explicit_reply_wins_over_return_value(make_node: NodeFactory) -> None:
+    server, client = await _pair(make_node)
+
+    @server.handler(1)
+    async def answer(ctx: qrpc.Context, msg: Ping) -> Pong:
+        await ctx.reply(Pong("explicit"))
+        with pytest.raises(RuntimeError):
+            await ctx.reply(Pong("twice"))
+        return Pong("ignored")
+
+    await connect(client, server)
+    assert await client.request(server.id, Ping("?"), reply=Pong, timeout=5) == Pong("explicit")
+
+
+async def test_concurrent_requests_are_matched_to_their_replies(make_node: NodeFactory) -> None:
+    server, client = await _pair(make_node)
+
+    @server.handler(3, concurrency=16)
+    async def echo(ctx: qrpc.Context, msg: Count) -> Count:
+        await asyncio.sleep(0.001 * (msg.seq % 7))
+        return Count(msg.seq * 2)
+
+    await connect(client, server)
+    replies = await asyncio.gather(
+        *(client.request(server.id, Count(i), reply=Count, timeout=10) for i in range(300))
+    )
+    assert [r.seq for r in replies] == [2 * i for i in range(300)]
+
+
+async def test_message_at_size_limit_is_delivered_and_one_byte_more_is_refused(
+    make_node: NodeFactory,
+) -> None:
+    limits = qrpc.Limits(max_message_size=64 * 1024, inbound_window=256 * 1024)
+    server, client = await _pair(make_node, limits=limits)
+    got: list[int] = []
+
+    @server.handler(3)
+    async def on_count(ctx: qrpc.Context, msg: Count) -> None:
+        got.append(len(msg.payload))
+
+    await connect(client, server)
+    # Payload length whose encoding is exactly the limit (msgpack overhead is
+    # constant for payloads between 256 and 65535 bytes).
+    fits = 64 * 1024 - (len(msgspec.msgpack.encode(Count(0, b"x" * 1000))) - 1000)
+    assert len(msgspec.msgpack.encode(Count(0, b"x" * fits))) == 64 * 1024
+    await client.send(server.id, Count(0, b"x" * fits))
+    with pytest.raises(qrpc.MessageTooLarge) as info:
+        await client.send(server.id, Count(0, b"x" * (fits + 1)))
+    assert info.value.size == 64 * 1024 + 1
+    assert info.value.limit == 64 * 1024
+    await client.send(server.id, Count(1, b"end"))
+    await eventually(lambda: len(got) == 2)
+    assert got == [fits, 3]
