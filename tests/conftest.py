@@ -10,7 +10,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import pytest
@@ -80,6 +80,18 @@ async def connect(dialer: qrpc.Node, target: qrpc.Node, timeout: float = 5.0) ->
     dialer.add_peer(qrpc.Peer(*target.address, expected_id=target.id))
     await dialer.wait_for_peer(target.id, timeout=timeout)
     await target.wait_for_peer(dialer.id, timeout=timeout)
+
+
+E = TypeVar("E")
+
+
+async def next_event(events: qrpc.EventStream, type_: type[E], timeout: float = 5.0) -> E:
+    """Return the next event of `type_` from `events` (others are skipped)."""
+    async with asyncio.timeout(timeout):
+        async for event in events:
+            if isinstance(event, type_):
+                return event
+    raise AssertionError(f"event stream ended before a {type_.__name__}")
 
 
 async def eventually(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import qrpc
+from qrpc.connection import Connection
 from qrpc.testing import TestPKI
 from tests.conftest import Count, eventually
 
@@ -16,7 +17,7 @@ ROUNDS = 100
 MESSAGES = 30
 
 
-def _live_links(node: qrpc.Node) -> list:
+def _live_links(node: qrpc.Node) -> list[Connection]:
     return [c for c in node.endpoint.connections if c.promoted and not c.closed]
 
 

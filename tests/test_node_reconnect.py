@@ -58,6 +58,7 @@ async def test_restarted_peer_is_reconnected_within_backoff_plus_one_second(
             elif isinstance(event, qrpc.Connected):
                 break
     elapsed = loop.time() - restarted
+    assert isinstance(event, qrpc.Connected)
     assert event.peer_id == b.id
     assert elapsed <= last_retry + 1.0, (elapsed, last_retry)
     assert await a.request(b.id, Ping("?"), reply=Pong, timeout=5) == Pong("back")

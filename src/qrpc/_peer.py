@@ -181,7 +181,9 @@ class PeerLink:
         if slots is None:
             slots = spec.slots[self.peer_id] = asyncio.Semaphore(spec.concurrency)
         await slots.acquire()
-        task = asyncio.get_running_loop().create_task(self._run_concurrent(spec, event, slots))
+        task = asyncio.get_running_loop().create_task(
+            self._run_concurrent(spec, event, slots), name=f"qrpc-handler-{self.peer_id}"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -145,6 +145,7 @@ class Node:
         self._keepalive: asyncio.TimerHandle | None = None
         self._started = False
         self._closed = False
+        self._stopping = asyncio.Event()
 
     def _resolve_codecs(self, names: Sequence[str]) -> list[Codec]:
         for result in self.plugin_manager.hook.qrpc_register_codecs(node=self):
@@ -250,25 +251,17 @@ class Node:
         """Start (if needed) and run until `close()` is called or SIGINT/SIGTERM arrives."""
         await self.start()
         loop = asyncio.get_running_loop()
-        stop = loop.create_future()
         installed = []
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, _set_done, stop)
+                loop.add_signal_handler(sig, self._stopping.set)
                 installed.append(sig)
-        closed = loop.create_task(self._wait_closed())
         try:
-            await asyncio.wait([stop, closed], return_when=asyncio.FIRST_COMPLETED)
+            await self._stopping.wait()
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
-            closed.cancel()
             await self.close()
-
-    async def _wait_closed(self) -> None:
-        stream = self.events()
-        async for _ in stream:
-            pass
 
     async def close(self) -> None:
         """Shut down gracefully.
@@ -281,6 +274,7 @@ class Node:
         if self._closed:
             return
         self._closed = True
+        self._stopping.set()
         if not self._started:
             self._hub.close()
             return
@@ -818,11 +812,6 @@ class Node:
         for waiter in self._gone_waiters.pop(peer_id, []):
             if not waiter.done():
                 waiter.set_result(None)
-
-
-def _set_done(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 async def _bounded(deadline: float, *aws: Awaitable[Any]) -> None:

@@ -1,0 +1,118 @@
+"""Graceful shutdown: GOODBYE, queued messages flushed, requests failed, nothing left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+
+import pytest
+
+import qrpc
+from tests.conftest import Count, NodeFactory, Ping, Pong, connect, eventually
+
+
+def _qrpc_tasks() -> list[asyncio.Task[object]]:
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("qrpc-") and not t.done()]
+
+
+async def test_close_leaves_no_task_and_frees_the_port(make_node: NodeFactory) -> None:
+    a = await make_node()
+    b = await make_node(peers=[qrpc.Peer(*a.address)])
+
+    @a.handler(3, concurrency=4)
+    async def busy(ctx: qrpc.Context, msg: Count) -> None:
+        await asyncio.Event().wait()  # never finishes on its own
+
+    await a.wait_for_peer(b.id, timeout=5)
+    await b.wait_for_peer(a.id, timeout=5)
+    for seq in range(10):
+        await b.send(a.id, Count(seq))
+    await eventually(lambda: any(t.get_name().startswith("qrpc-handler") for t in _qrpc_tasks()))
+    port_a, port_b = a.address[1], b.address[1]
+    await b.close()
+    await a.close()
+    assert _qrpc_tasks() == []
+    for port in (port_a, port_b):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", port))  # raises if the node still held it
+
+
+async def test_close_flushes_messages_queued_for_credit(make_node: NodeFactory) -> None:
+    limits = qrpc.Limits(
+        max_message_size=4096, inbound_window=16 * 1024, outbound_high_water=1024 * 1024
+    )
+    receiver = await make_node(limits=limits)
+    sender = await make_node(limits=limits)
+    got: list[int] = []
+
+    @receiver.handler(3)
+    async def slow(ctx: qrpc.Context, msg: Count) -> None:
+        await asyncio.sleep(0.0005)
+        got.append(msg.seq)
+
+    await connect(sender, receiver)
+    for seq in range(300):  # ~300 KiB: far beyond the 16 KiB credit window
+        await sender.send(receiver.id, Count(seq, b"z" * 1000))
+    assert sender._peers[receiver.id].link.pending_bytes > 0
+    await sender.close()
+    await eventually(lambda: len(got) == 300)
+    assert got == list(range(300))
+
+
+async def test_close_fails_pending_requests_with_node_closed(make_node: NodeFactory) -> None:
+    server = await make_node()
+    client = await make_node()
+
+    @server.handler(1)
+    async def never(ctx: qrpc.Context, msg: Ping) -> Pong:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    await connect(client, server)
+    request = asyncio.create_task(client.request(server.id, Ping("?"), timeout=30))
+    await eventually(lambda: len(client._requests or ()) == 1)
+    await client.close()
+    with pytest.raises(qrpc.NodeClosed):
+        await request
+    with pytest.raises(qrpc.NodeClosed):
+        await client.send(server.id, Ping("after close"))
+
+
+async def test_peer_sees_graceful_goodbye(make_node: NodeFactory) -> None:
+    a = await make_node()
+    b = await make_node()
+    await connect(b, a)
+    events = a.events()
+    await b.close()
+    async with asyncio.timeout(5):
+        async for event in events:
+            if isinstance(event, qrpc.Disconnected):
+                break
+    assert event == qrpc.Disconnected(b.id, 0, "shutdown")
+
+
+async def test_serve_runs_until_sigterm(make_node: NodeFactory) -> None:
+    node = await make_node(start=False)
+    serving = asyncio.create_task(node.serve())
+    await eventually(lambda: node._started)
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.wait_for(serving, 5)
+    assert node.closed
+
+
+async def test_serve_returns_when_closed(make_node: NodeFactory) -> None:
+    node = await make_node(start=False)
+    serving = asyncio.create_task(node.serve())
+    await eventually(lambda: node._started)
+    await node.close()
+    await asyncio.wait_for(serving, 5)
+
+
+async def test_closed_node_cannot_restart(make_node: NodeFactory) -> None:
+    node = await make_node()
+    await node.close()
+    await node.close()  # idempotent
+    with pytest.raises(qrpc.NodeClosed):
+        await node.start()
