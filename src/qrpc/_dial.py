@@ -52,6 +52,7 @@ class DialLoop:
             except DuplicateLink as exc:
                 # The peer is connected through another link: wait for it to end.
                 if exc.peer_id is not None and node.is_connected(exc.peer_id):
+                    log.debug("%s is connected through another link (%s)", self.peer, exc)
                     self.peer_id = exc.peer_id
                     attempt = 0
                     await node._wait_peer_gone(exc.peer_id)
