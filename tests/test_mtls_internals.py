@@ -127,3 +127,23 @@ def test_client_without_certificate_is_refused_in_memory(qrpc_pki: TestPKI) -> N
     client.handle_timer(now=1000.0)
     closes = [e for e in _events(client) if isinstance(e, events.ConnectionTerminated)]
     assert [c.error_code for c in closes] == [0x100 + 116]
+
+
+def test_no_session_ticket_is_ever_issued(qrpc_pki: TestPKI) -> None:
+    """A resumed session would skip the client certificate (SECURITY-NOTES §2.4)."""
+    tickets: list[object] = []
+    settings = QuicSettings()
+    client = QrpcQuicConnection(
+        configuration=qrpc_pki.node_tls().quic_configuration(is_client=True, settings=settings),
+        policy=PeerPolicy(trust=(qrpc_pki.ca.cert,), domain=qrpc_pki.domain),
+        session_ticket_handler=tickets.append,
+    )
+    server = QrpcQuicConnection(
+        configuration=qrpc_pki.node_tls().quic_configuration(is_client=False, settings=settings),
+        policy=PeerPolicy(trust=(qrpc_pki.ca.cert,), domain=qrpc_pki.domain),
+        original_destination_connection_id=client.original_destination_connection_id,
+    )
+    _handshake(client, server)
+    assert server.peer_identity is not None
+    assert tickets == []
+    assert server.tls.new_session_ticket_cb is None
