@@ -96,7 +96,7 @@ async def test_peer_sees_graceful_goodbye(make_node: NodeFactory) -> None:
 async def test_serve_runs_until_sigterm(make_node: NodeFactory) -> None:
     node = await make_node(start=False)
     serving = asyncio.create_task(node.serve())
-    await eventually(lambda: node._started)
+    await eventually(lambda: node.running)
     os.kill(os.getpid(), signal.SIGTERM)
     await asyncio.wait_for(serving, 5)
     assert node.closed
@@ -105,7 +105,7 @@ async def test_serve_runs_until_sigterm(make_node: NodeFactory) -> None:
 async def test_serve_returns_when_closed(make_node: NodeFactory) -> None:
     node = await make_node(start=False)
     serving = asyncio.create_task(node.serve())
-    await eventually(lambda: node._started)
+    await eventually(lambda: node.running)
     await node.close()
     await asyncio.wait_for(serving, 5)
 
@@ -116,3 +116,30 @@ async def test_closed_node_cannot_restart(make_node: NodeFactory) -> None:
     await node.close()  # idempotent
     with pytest.raises(qrpc.NodeClosed):
         await node.start()
+
+
+async def test_a_handler_can_close_its_own_node(make_node: NodeFactory) -> None:
+    server = await make_node()
+    client = await make_node()
+    closed = asyncio.Event()
+
+    @server.handler(1)
+    async def shutdown(ctx: qrpc.Context, msg: Ping) -> None:
+        await ctx.node.close()
+        closed.set()
+
+    await connect(client, server)
+    await client.send(server.id, Ping("please stop"))
+    await asyncio.wait_for(closed.wait(), 10)
+    assert server.closed
+    assert _qrpc_tasks() == [] or all(t is not asyncio.current_task() for t in _qrpc_tasks())
+
+
+async def test_close_while_starting_leaks_nothing(make_node: NodeFactory) -> None:
+    node = await make_node(start=False)
+    starting = asyncio.create_task(node.start())
+    await asyncio.sleep(0)  # start() is now resolving the listen address
+    await node.close()
+    with pytest.raises(qrpc.NodeClosed):
+        await starting
+    assert not node.running

@@ -344,9 +344,10 @@ class PeerLink:
         if wake is not None and not wake.done():
             wake.set_result(None)
 
-    async def stop(self) -> None:
-        """Cancel the dispatcher and handler tasks and wait for them."""
-        tasks = [self.dispatcher, *self._tasks]
+    async def stop(self, keep: asyncio.Task[Any] | None = None) -> None:
+        """Cancel the dispatcher and handler tasks, except `keep` (the task of a
+        handler that is closing the node itself), and wait for them."""
+        tasks = [t for t in (self.dispatcher, *self._tasks) if t is not keep]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

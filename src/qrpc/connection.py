@@ -61,6 +61,7 @@ class Connection:
     """One QUIC connection of an `Endpoint`."""
 
     __slots__ = (
+        "_close_timer",
         "_deadline",
         "_dirty",
         "_early",
@@ -109,6 +110,7 @@ class Connection:
         self._early_size = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
         self._deadline = endpoint.loop.call_later(
             endpoint.handshake_timeout, self._handshake_expired
         )
@@ -167,6 +169,11 @@ class Connection:
             self.closed_locally = True
         self.quic.close(error_code=code, reason_phrase=reason)
         self.transmit()
+
+    def close_later(self, delay: float, code: int, reason: str) -> None:
+        """Close after `delay` seconds unless the connection ends before."""
+        if self._close_timer is None and not self.closed:
+            self._close_timer = self._endpoint.loop.call_later(delay, self.close, code, reason)
 
     def ping(self) -> None:
         """Send a QUIC PING (keep-alive)."""
@@ -308,6 +315,8 @@ class Connection:
             self.close_reason = event.reason_phrase
             self.close_frame_type = event.frame_type
         self._deadline.cancel()
+        if self._close_timer is not None:
+            self._close_timer.cancel()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

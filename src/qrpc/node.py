@@ -226,7 +226,7 @@ class Node:
         self._started = True
         self._requests = RequestTable(self.limits.max_concurrent_requests)
         host, port = self._listen
-        self._endpoint = await Endpoint.open(
+        endpoint = await Endpoint.open(
             host,
             port,
             tls=self.tls,
@@ -234,6 +234,10 @@ class Node:
             limits=self.limits,
             on_accept=self._on_accept,
         )
+        if self._closed:  # close() ran while the port was being bound
+            endpoint.close()
+            raise NodeClosed("the node was closed while starting")
+        self._endpoint = endpoint
         for peer in self._bootstrap:
             self._dial_loops.append(DialLoop(self, peer))
         self._schedule_keepalive()
@@ -275,7 +279,7 @@ class Node:
             return
         self._closed = True
         self._stopping.set()
-        if not self._started:
+        if self._endpoint is None:  # never started, or start() is still binding
             self._hub.close()
             return
         deadline = asyncio.get_running_loop().time() + self.limits.shutdown_timeout
@@ -293,10 +297,15 @@ class Node:
         await _bounded(deadline, *(pl.farewell() for pl in peers))
         for pl in peers:
             self._close_peer(pl, ErrorCode.NO_ERROR, "shutdown")
+        current = asyncio.current_task()  # close() may run inside a handler or accept task
         for task in list(self._tasks):
-            task.cancel()
+            if task is not current:
+                task.cancel()
         links = list(self._links)  # includes links that closed with handlers still running
-        await asyncio.gather(*self._tasks, *(pl.stop() for pl in links), return_exceptions=True)
+        others = [t for t in self._tasks if t is not current]
+        await asyncio.gather(
+            *others, *(pl.stop(keep=current) for pl in links), return_exceptions=True
+        )
         assert self._endpoint is not None
         self._endpoint.close()
         for waiters in self._peer_waiters.values():
@@ -311,6 +320,11 @@ class Node:
     def closed(self) -> bool:
         """True once `close()` has begun."""
         return self._closed
+
+    @property
+    def running(self) -> bool:
+        """True between a completed `start()` and `close()`."""
+        return self._endpoint is not None and not self._closed
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -788,8 +802,7 @@ class Node:
     def _on_goodbye(self, pl: PeerLink, event: GoodbyeReceived) -> None:
         pl.goodbye(ErrorCode.NO_ERROR, "goodbye")  # the acknowledgement; no-op if already sent
         self._unregister(pl, event.code, event.reason or "goodbye")
-        loop = asyncio.get_running_loop()
-        loop.call_later(_GOODBYE_GRACE, pl.conn.close, ErrorCode.NO_ERROR, "goodbye")
+        pl.conn.close_later(_GOODBYE_GRACE, ErrorCode.NO_ERROR, "goodbye")
 
     def _close_peer(self, pl: PeerLink, code: int, reason: str) -> None:
         pl.conn.close(code, reason)
