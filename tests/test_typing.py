@@ -13,7 +13,7 @@ TYPING = Path(__file__).resolve().parent / "typing" / "api_types.py"
 
 
 def test_public_api_types() -> None:
-    stdout, stderr, status = mypy_api.run(
+    stdout, stderr, _status = mypy_api.run(
         [str(TYPING), "--strict", "--no-incremental", "--show-error-codes", "--no-error-summary"]
     )
     revealed: dict[int, str] = {}

@@ -87,6 +87,8 @@ def issue_ca(
         constrain_to_domain: if set, permit only DNS names under
             ``node.<domain>`` in certificates this CA signs.
     """
+    if key_type == "ed25519":
+        raise ValueError("WebPKI verifiers refuse Ed25519 CA keys; use p256, p384 or rsa2048")
     key = new_key(key_type)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
@@ -177,6 +179,7 @@ def write_pem(
         file.write(issued.cert_pem())
     if key_path is not None:
         fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # the mode above applies only to a new file
         with os.fdopen(fd, "wb") as file:
             file.write(issued.key_pem(password))
 

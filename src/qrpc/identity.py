@@ -53,7 +53,7 @@ __all__ = [
     "verify_peer",
 ]
 
-MAX_CHAIN_DEPTH: Final = 2  # intermediates allowed between leaf and root
+MAX_CHAIN_DEPTH: Final = 1  # intermediates allowed between leaf and root
 MIN_RSA_BITS: Final = 2048
 Role = Literal["client", "server"]
 """The role of the certificate being checked: "client" = the peer dialed us."""

@@ -234,7 +234,7 @@ class Node:
             limits=self.limits,
             on_accept=self._on_accept,
         )
-        if self._closed:  # close() ran while the port was being bound
+        if self.closed:  # close() ran while the port was being bound
             endpoint.close()
             raise NodeClosed("the node was closed while starting")
         self._endpoint = endpoint

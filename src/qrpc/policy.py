@@ -104,7 +104,10 @@ class Backoff:
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         exponent = min(max(attempt, 1) - 1, 64)
-        delay = min(self.cap, self.base * self.factor**exponent)
+        try:
+            delay = min(self.cap, self.base * self.factor**exponent)
+        except OverflowError:
+            delay = self.cap
         if self.jitter:
             spread = (rng or random).uniform(-self.jitter, self.jitter)
             delay *= 1 + spread

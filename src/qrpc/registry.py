@@ -67,8 +67,9 @@ class Registry:
                 f"{type_.__qualname__} is already registered as cmd_id {other_id}; "
                 f"cannot register it again as {cmd_id}"
             )
-        for codec, table in self._decoders.values():
-            table[cmd_id] = _build_decoder(codec, type_)
+        built = [(table, _build_decoder(codec, type_)) for codec, table in self._decoders.values()]
+        for table, decoder in built:  # all or nothing: no table learns a refused type
+            table[cmd_id] = decoder
         self._by_id[cmd_id] = type_
         self._by_type[type_] = cmd_id
         return type_
@@ -119,14 +120,17 @@ class Registry:
         if not inspect.iscoroutinefunction(handler):
             raise RegistryError(f"handler {_name(handler)} for cmd_id {cmd_id} must be async def")
         try:
-            params = list(inspect.signature(handler).parameters.values())
+            signature = inspect.signature(handler)
         except (TypeError, ValueError):
             return
-        if len(params) < 2:
+        try:
+            signature.bind(None, None)
+        except TypeError:
             raise RegistryError(
-                f"handler {_name(handler)} must accept (ctx, msg), "
-                f"it takes {len(params)} argument(s)"
-            )
+                f"handler {_name(handler)} must be callable as handler(ctx, msg); "
+                f"its signature is {signature}"
+            ) from None
+        params = list(signature.parameters.values())
         annotation = params[1].annotation
         if annotation is inspect.Parameter.empty:
             return

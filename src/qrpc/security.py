@@ -234,7 +234,7 @@ def _load_key(path: Path, password: str | bytes | None) -> PrivateKey:
     try:
         key = load_pem_private_key(data, password=secret)
     except TypeError:
-        if secret is None:
+        if not secret:
             raise ConfigError(path, "key is encrypted: pass its password") from None
         raise ConfigError(path, "a password was given but the key is not encrypted") from None
     except ValueError as exc:

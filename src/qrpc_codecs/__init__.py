@@ -89,8 +89,8 @@ def register_codec(codec: Codec, *, replace: bool = False) -> None:
         CodecError: the object is not a codec, or the name is taken and
             `replace` is false.
     """
-    if not isinstance(codec, Codec):
-        raise CodecError(f"{codec!r} does not implement the Codec protocol")
+    if isinstance(codec, type) or not isinstance(codec, Codec):
+        raise CodecError(f"{codec!r} is not a Codec instance")
     name = codec.name
     if not isinstance(name, str) or not 1 <= len(name) <= 64:
         raise CodecError(f"codec name {name!r} must be a str of 1-64 characters")
@@ -115,7 +115,7 @@ def get_codec(name: str) -> Codec:
         loaded: object = import_module(module).codec
     else:
         loaded = _load_entry_point(name)
-    if not isinstance(loaded, Codec):
+    if isinstance(loaded, type) or not isinstance(loaded, Codec):
         raise CodecError(f"codec {name!r} resolved to {loaded!r}, which is not a Codec instance")
     if loaded.name != name:
         raise CodecError(f"codec registered as {name!r} calls itself {loaded.name!r}")

@@ -14,7 +14,7 @@ T = TypeVar("T")
 # What msgspec raises for bad input (SECURITY-NOTES §6.2): DecodeError covers
 # ValidationError; invalid UTF-8 and deep nesting escape as the other two.
 DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
-ENCODE_ERRORS: Final = (TypeError, ValueError, OverflowError, msgspec.EncodeError)
+ENCODE_ERRORS: Final = (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError)
 
 
 class _Encoder(Protocol):

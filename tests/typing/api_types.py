@@ -23,7 +23,7 @@ async def check(node: qrpc.Node, peer_id: str) -> None:
     async def on_ping(ctx: qrpc.Context, msg: Ping) -> Pong:
         return Pong(msg.text)
 
-    reveal_type(on_ping)  # assert "Ping) -> typing.Coroutine[Any, Any, tests.typing.api_types.Pong]" in typ
+    reveal_type(on_ping)  # assert "Coroutine[Any, Any, tests.typing.api_types.Pong]" in typ
     reveal_type(await node.request(peer_id, Ping("x"), reply=Pong))  # assert "Pong" in typ
     reveal_type(await node.request(peer_id, Ping("x")))  # assert "Any" in typ
     reveal_type(await node.broadcast(Ping("x")))  # assert "int" in typ

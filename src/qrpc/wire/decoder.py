@@ -5,11 +5,12 @@ Rules it enforces, in the order it checks them (each failure raises a
 
 1. the version byte is `PROTOCOL_VERSION` (`UnsupportedVersion`);
 2. the kind is a known `FrameKind` (`UnknownFrameKind`);
-3. flags are zero, and cmd_id / request_id / body length are what the kind
-   allows (`MalformedFrame`);
+3. flags are zero (`MalformedFrame`);
 4. the declared body length is at most `max_frame_size`
    (`FrameTooLarge`) -- checked on the header alone, *before* any of the
-   body is buffered.
+   body is buffered;
+5. cmd_id / request_id / body length are what the kind allows
+   (`MalformedFrame`).
 
 Bound: once `next_frame()` has returned None, the decoder holds fewer than
 ``HEADER_SIZE + max_frame_size`` bytes, whatever it was fed.  After an error
@@ -67,8 +68,9 @@ class FrameDecoder:
             raise self._broken
         buf = self._buf
         if self._pos >= len(buf):
-            # Nothing left over: parse straight from the caller's bytes.
-            self._buf = data
+            # Nothing left over: parse straight from the caller's bytes (an
+            # immutable copy, so a later feed never appends to the caller's buffer).
+            self._buf = data if type(data) is bytes else bytes(data)
             self._pos = 0
             return
         if not isinstance(buf, bytearray) or self._pos:

@@ -97,6 +97,7 @@ class LinkProtocol:
     __slots__ = (
         "_credit",
         "_decoder",
+        "_done_sending",
         "_events",
         "_hello_sent",
         "_out",
@@ -119,6 +120,7 @@ class LinkProtocol:
         "Bytes of MESSAGE/REQUEST frames queued here, waiting for credit."
         self._decoder = FrameDecoder(max_frame_size)
         self._hello_sent = False
+        self._done_sending = False
         self._out: list[bytes] = []
         self._events: list[LinkEvent] = []
         self._credit = 0
@@ -199,12 +201,16 @@ class LinkProtocol:
             hello = decode_hello(frame.body)
             self.peer_hello = hello
             self._credit = hello.window
-            if self._hello_sent:
+            if self._hello_sent and self.state is LinkState.HELLO:
                 self.state = LinkState.OPEN
+            self._release_pending()
             self._events.append(HelloReceived(hello))
             return
-        if self.peer_hello is None:
-            raise HelloRequired(f"{kind.name} before HELLO")
+        if self.peer_hello is None or (
+            self.state is LinkState.HELLO and kind is not FrameKind.GOODBYE
+        ):
+            # A peer may leave during setup, but nothing else precedes both HELLOs.
+            raise HelloRequired(f"{kind.name} before the HELLO exchange")
         if self.peer_goodbye is not None:
             raise ProtocolError(f"{kind.name} after GOODBYE")
         if kind is FrameKind.RESPONSE:
@@ -231,6 +237,7 @@ class LinkProtocol:
 
     def _fail(self, exc: ProtocolError) -> None:
         self.state = LinkState.CLOSED
+        self._done_sending = True
         self._pending.clear()
         self.pending_bytes = 0
         self._out = []
@@ -258,6 +265,8 @@ class LinkProtocol:
         self._send_counted(header, body)
 
     def _send_counted(self, header: bytes, body: bytes) -> None:
+        if self._done_sending:
+            return  # after our GOODBYE nothing more is sent
         size = HEADER_SIZE + len(body)
         if self._pending or size > self._credit:
             self._pending.append((header, body, size))
@@ -279,7 +288,11 @@ class LinkProtocol:
             out.append(body)
 
     def send_response(self, request_id: int, cmd_id: int, body: bytes) -> None:
-        """Answer a request (exempt from credit); then call `data_to_send()`."""
+        """Answer a request (exempt from credit); then call `data_to_send()`.
+
+        Like every command, a no-op once our GOODBYE is sent."""
+        if self._done_sending:
+            return
         out = self._out
         out.append(HEADER.pack(PROTOCOL_VERSION, _RESPONSE, 0, len(body), cmd_id, request_id))
         out.append(body)
@@ -287,6 +300,8 @@ class LinkProtocol:
     def send_error(self, request_id: int, code: int, text: str, limit: int) -> None:
         """Fail a request with `code` and `text` (cut to `limit` bytes); then call
         `data_to_send()`."""
+        if self._done_sending:
+            return
         body = encode_code_text(code, text, limit)
         self._out.append(encode_frame(FrameKind.ERROR, body, request_id=request_id))
 
@@ -306,6 +321,7 @@ class LinkProtocol:
         self._pending.clear()
         self.pending_bytes = 0
         self._out.append(encode_frame(FrameKind.GOODBYE, encode_code_text(code, reason, 256)))
+        self._done_sending = True
         self.state = LinkState.CLOSED if self.peer_goodbye is not None else LinkState.CLOSING
         return dropped
 

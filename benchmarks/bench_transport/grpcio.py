@@ -1,0 +1,199 @@
+"""Contender: grpcio's asyncio API (``grpc.aio``) over TCP with mutual TLS.
+
+Generic handlers (no protoc, no codegen): request and reply are the same
+msgpack bytes qrpc carries, decoded with msgspec on the receiving side.
+The server requires and verifies a client certificate
+(``require_client_auth=True``) from the same CA as qrpc's; the client
+checks the server's certificate name through ``grpc.ssl_target_name_override``.
+
+- rtt: a unary ``Echo`` call, one at a time;
+- throughput: one client-streaming ``Stream`` call fed by an async
+  generator for the run's duration; its reply carries the count handled;
+- connect: a new channel (own subchannel pool, so a new TCP + TLS
+  connection) until ``channel_ready()``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Final
+
+import grpc  # type: ignore[import-untyped,import-not-found,unused-ignore]
+import msgspec
+from grpc import aio  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+from benchmarks._data import Echo, Payload, SyncReply, payload_data
+from benchmarks._util import percentile
+from benchmarks.bench_transport._common import BATCH, Command, Result, Worker, WorkerSpec
+
+label: Final = "grpcio"
+notes: Final = (
+    "grpc.aio over TCP, mutual TLS (require_client_auth), msgpack bytes, generic handlers"
+)
+metrics: Final = frozenset({"throughput", "rtt", "connect"})
+
+SERVICE: Final = "qrpcbench.Bench"
+_ENCODE: Final = msgspec.msgpack.Encoder().encode
+_DECODE_ECHO: Final = msgspec.msgpack.Decoder(Echo).decode
+_DECODE_PAYLOAD: Final = msgspec.msgpack.Decoder(Payload).decode
+_DECODE_REPLY: Final = msgspec.msgpack.Decoder(SyncReply).decode
+
+
+async def _echo(request: bytes, context: Any) -> bytes:
+    return _ENCODE(_DECODE_ECHO(request))
+
+
+async def _stream(requests: AsyncIterator[bytes], context: Any) -> bytes:
+    count = 0
+    async for body in requests:
+        _DECODE_PAYLOAD(body)
+        count += 1
+    return _ENCODE(SyncReply(count))
+
+
+class _Server:
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        self.server = aio.server()
+        self.info: dict[str, Any] = {}
+        certs = spec.certs
+        cert, key = certs.server
+        self.credentials = grpc.ssl_server_credentials(
+            [(Path(key).read_bytes(), Path(cert).read_bytes())],
+            root_certificates=Path(certs.ca).read_bytes(),
+            require_client_auth=True,
+        )
+
+    async def start(self) -> None:
+        handler = grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "Echo": grpc.unary_unary_rpc_method_handler(_echo),
+                "Stream": grpc.stream_unary_rpc_method_handler(_stream),
+            },
+        )
+        self.server.add_generic_rpc_handlers((handler,))
+        port = self.server.add_secure_port("127.0.0.1:0", self.credentials)
+        await self.server.start()
+        self.info = {"host": "127.0.0.1", "port": port}
+
+    async def run(self, command: Command) -> Result:
+        raise ValueError(f"server: unknown command {command!r}")
+
+    async def close(self) -> None:
+        await self.server.stop(None)
+
+
+class _Client:
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        certs = spec.certs
+        cert, key = certs.client
+        self.credentials = grpc.ssl_channel_credentials(
+            root_certificates=Path(certs.ca).read_bytes(),
+            private_key=Path(key).read_bytes(),
+            certificate_chain=Path(cert).read_bytes(),
+        )
+        self.target = f"{spec.peer_info['host']}:{spec.peer_info['port']}"
+        self.options = [
+            ("grpc.ssl_target_name_override", certs.server_name),
+            ("grpc.use_local_subchannel_pool", 1),
+        ]
+        self.channel = self._channel()
+        self.echo = self.channel.unary_unary(f"/{SERVICE}/Echo")
+        self.stream = self.channel.stream_unary(f"/{SERVICE}/Stream")
+        self.info: dict[str, Any] = {}
+
+    def _channel(self) -> aio.Channel:
+        return aio.secure_channel(self.target, self.credentials, options=self.options)
+
+    async def start(self) -> None:
+        await self.channel.channel_ready()
+
+    async def run(self, command: Command) -> Result:
+        name = command["cmd"]
+        if name == "throughput":
+            return await self.throughput(command["size"], command["duration"])
+        if name == "rtt":
+            return await self.rtt(command["size"], command["count"])
+        if name == "connect":
+            return await self.connect_samples(command["count"])
+        raise ValueError(f"client: unknown command {command!r}")
+
+    async def _reconnect(self) -> None:
+        """A fresh channel (own subchannel pool: a new TCP + TLS connection)."""
+        await self.channel.close()
+        self.channel = self._channel()
+        self.echo = self.channel.unary_unary(f"/{SERVICE}/Echo")
+        self.stream = self.channel.stream_unary(f"/{SERVICE}/Stream")
+        await self.channel.channel_ready()
+
+    async def throughput(self, size: int, duration: float) -> Result:
+        if self.spec.options.get("fresh_connections"):
+            await self._reconnect()
+        data = payload_data(size)
+        sent = 0
+        clock = time.perf_counter
+        start = clock()
+        deadline = start + duration
+
+        async def requests() -> AsyncIterator[bytes]:
+            nonlocal sent
+            seq = 1 << 24
+            while True:
+                for _ in range(BATCH):
+                    yield _ENCODE(Payload(seq, data))
+                    seq += 1
+                sent += BATCH
+                if clock() >= deadline:
+                    return
+
+        reply = _DECODE_REPLY(await self.stream(requests()))
+        elapsed = clock() - start
+        if reply.count != sent:
+            raise RuntimeError(f"server handled {reply.count} messages, {sent} were sent")
+        return {"count": sent, "seconds": elapsed}
+
+    async def rtt(self, size: int, count: int) -> Result:
+        data = payload_data(size)
+        echo = self.echo
+        clock = time.perf_counter_ns
+        samples = []
+        for seq in range(1 << 24, (1 << 24) + count):
+            start = clock()
+            reply = _DECODE_ECHO(await echo(_ENCODE(Echo(seq, data))))
+            samples.append((clock() - start) / 1000)
+            if reply.seq != seq:
+                raise RuntimeError("echo mismatch")
+        samples.sort()
+        return {"p50_us": percentile(samples, 0.5), "p99_us": percentile(samples, 0.99)}
+
+    async def connect_samples(self, count: int) -> Result:
+        samples = []
+        for _ in range(count):
+            start = time.perf_counter()
+            channel = self._channel()
+            try:
+                await channel.channel_ready()
+                samples.append((time.perf_counter() - start) * 1000)
+            finally:
+                await channel.close()
+        return {"samples_ms": samples}
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+
+async def setup(role: str, spec: WorkerSpec) -> Worker:
+    """Build one side (see `benchmarks.bench_transport._common`)."""
+    worker: _Server | _Client
+    if role == "server":
+        worker = _Server(spec)
+    elif role == "client":
+        worker = _Client(spec)
+    else:
+        raise ValueError(f"grpcio has no role {role!r}")
+    await worker.start()
+    return worker
