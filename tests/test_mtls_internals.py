@@ -13,13 +13,16 @@ from importlib.metadata import version
 import pytest
 from aioquic import tls
 from aioquic.quic import events
+from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.stream import QuicStreamSender
 
 from qrpc._mtls import PRIVATE_API, PeerPolicy, QrpcQuicConnection, _VerifyingContext
 from qrpc.config import QuicSettings
 from qrpc.errors import PeerAuthError
 from qrpc.testing import TestPKI, refused_tls
 
+SENDER_INSTANCE_ATTRIBUTES = {"_buffer_start", "_buffer_stop"}
 CONTEXT_INSTANCE_ATTRIBUTES = {
     "_request_client_certificate",
     "_peer_certificate",
@@ -42,7 +45,13 @@ def test_aioquic_version_is_in_the_tested_range() -> None:
     ("owner", "name"), PRIVATE_API, ids=[f"{o.__name__}.{n}" for o, n in PRIVATE_API]
 )
 def test_private_attribute_still_exists(owner: type, name: str) -> None:
-    if name in CONTEXT_INSTANCE_ATTRIBUTES:
+    if name in SENDER_INSTANCE_ATTRIBUTES:
+        sender = QuicStreamSender(stream_id=0, writable=True)
+        assert isinstance(getattr(sender, name, None), int), f"QuicStreamSender().{name} is gone"
+    elif name == "_streams":
+        client = QuicConnection(configuration=QuicConfiguration(is_client=True))
+        assert isinstance(getattr(client, name, None), dict), "QuicConnection()._streams is gone"
+    elif name in CONTEXT_INSTANCE_ATTRIBUTES:
         context = tls.Context(is_client=False)
         assert hasattr(context, name), f"tls.Context() has no attribute {name}"
     else:
@@ -147,3 +156,31 @@ def test_no_session_ticket_is_ever_issued(qrpc_pki: TestPKI) -> None:
     assert server.peer_identity is not None
     assert tickets == []
     assert server.tls.new_session_ticket_cb is None
+
+
+def test_unacked_stream_bytes_follows_writes_and_acks(qrpc_pki: TestPKI) -> None:
+    client, server = _pair(qrpc_pki, qrpc_pki.node_tls(), qrpc_pki.node_tls())
+    _handshake(client, server)
+    assert client.unacked_stream_bytes(0) == 0
+    client.send_stream_data(0, b"x" * 5000)
+    assert client.unacked_stream_bytes(0) == 5000
+    _handshake_rounds(client, server)
+    assert client.unacked_stream_bytes(0) == 0
+
+
+def _handshake_rounds(client: QuicConnection, server: QuicConnection) -> None:
+    """Move datagrams both ways until quiet, advancing time so ACKs are sent."""
+    now = 1.0
+    for _ in range(20):
+        moved = False
+        for sender, receiver, addr in (
+            (client, server, ("127.0.0.2", 1234)),
+            (server, client, ("127.0.0.1", 4433)),
+        ):
+            for data, _ in sender.datagrams_to_send(now=now):
+                receiver.receive_datagram(data, addr, now=now)
+                moved = True
+            sender.handle_timer(now=now)
+        now += 0.05
+        if not moved:
+            return

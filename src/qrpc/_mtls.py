@@ -31,6 +31,7 @@ from aioquic import tls
 from aioquic._buffer import Buffer
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.stream import QuicStreamSender
 from cryptography import x509
 
 from qrpc.errors import HandshakeError, PeerAuthError, PeerIdMismatch
@@ -46,6 +47,9 @@ PRIVATE_API: Final = (
     (tls.Context, "_client_handle_certificate_verify"),
     (tls.Context, "_peer_certificate"),
     (tls.Context, "_peer_certificate_chain"),
+    (QuicConnection, "_streams"),
+    (QuicStreamSender, "_buffer_start"),
+    (QuicStreamSender, "_buffer_stop"),
 )
 """(owner, attribute) pairs this module relies on; the internals test checks them."""
 
@@ -143,6 +147,19 @@ class QrpcQuicConnection(QuicConnection):
         context.qrpc_error = None
         if not self._is_client:
             context._request_client_certificate = True
+
+    def unacked_stream_bytes(self, stream_id: int) -> int:
+        """Bytes written to a stream and not yet acknowledged by the peer.
+
+        aioquic buffers whatever it is given and trims the buffer from the
+        front on every ACK, so an unbounded buffer costs time per ACK; the
+        transport uses this to keep it small.
+        """
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return 0
+        sender = stream.sender
+        return sender._buffer_stop - sender._buffer_start
 
     @property
     def peer_identity(self) -> PeerIdentity | None:

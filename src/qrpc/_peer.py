@@ -63,6 +63,7 @@ class PeerLink:
     """One registered peer (internal to the node)."""
 
     __slots__ = (
+        "_message_context",
         "_tasks",
         "_wake",
         "_writers",
@@ -115,6 +116,7 @@ class PeerLink:
         self._wake: asyncio.Future[None] | None = None
         self._writers: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._message_context = Context(self, 0)
         self.dispatcher = asyncio.get_running_loop().create_task(
             self._dispatch(), name=f"qrpc-dispatch-{self.peer_id}"
         )
@@ -159,9 +161,17 @@ class PeerLink:
 
     async def _dispatch(self) -> None:
         inbound = self.inbound
+        handlers = self.node._handlers
+        link = self.link
         loop = asyncio.get_running_loop()
+        chunk = max(1, link.window // 8)
+        handled = 0  # bytes handled but not yet reported: credit goes back per batch
         while True:
             if not inbound:
+                if handled:
+                    link.consumed(handled, idle=True)
+                    self.conn.want_flush()
+                    handled = 0
                 if self.closed:
                     return
                 self._wake = loop.create_future()
@@ -169,12 +179,16 @@ class PeerLink:
                 self._wake = None
                 continue
             event = inbound.popleft()
-            spec = self.node._handlers.get(event.cmd_id)
+            spec = handlers.get(event.cmd_id)
             if spec is not None and spec.concurrency > 1:
                 await self._start_concurrent(spec, event)
                 continue
             await self._handle(event, spec)
-            self._consumed(event.size)
+            handled += event.size
+            if handled >= chunk:
+                link.consumed(handled, idle=not inbound)
+                self.conn.want_flush()
+                handled = 0
 
     async def _start_concurrent(self, spec: HandlerSpec, event: Inbound) -> None:
         slots = spec.slots.get(self.peer_id)
@@ -202,7 +216,7 @@ class PeerLink:
 
     async def _handle(self, event: Inbound, spec: HandlerSpec | None) -> None:
         cmd_id = event.cmd_id
-        request_id = event.request_id if isinstance(event, RequestReceived) else 0
+        request_id = event.request_id
         decode = self.decoders.get(cmd_id)
         if decode is None:
             self._refuse(
@@ -219,7 +233,8 @@ class PeerLink:
         if spec is None:
             self._refuse(request_id, RemoteErrorCode.NO_HANDLER, f"no handler for cmd_id {cmd_id}")
             return
-        ctx = Context(self, request_id)
+        # One-way messages share one context (it holds nothing per message).
+        ctx = Context(self, request_id) if request_id else self._message_context
         try:
             if self.tracers:
                 result = await self.node._traced_call(self, spec, ctx, cmd_id, message)

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["Connection"]
 
 STREAM_ID: Final = 0  # the link's stream: client-initiated bidirectional
+SEND_BUFFER: Final = 1024 * 1024  # bytes: hand aioquic more only while fewer are unacked
 _CRYPTO_ERROR: Final = 0x100
 _PADDING: Final = 0x00  # frame type aioquic reports with its idle-timeout INTERNAL_ERROR
 _MAX_EARLY_DATA: Final = 64 * 1024  # bytes buffered before the owner attaches
@@ -220,7 +221,7 @@ class Connection:
             return
         quic = self.quic
         pull = self.pull_data
-        if pull is not None:
+        if pull is not None and quic.unacked_stream_bytes(STREAM_ID) < SEND_BUFFER:
             data = pull()
             if data:
                 quic.send_stream_data(STREAM_ID, data)

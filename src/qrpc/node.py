@@ -63,6 +63,7 @@ __all__ = ["Node"]
 log = logging.getLogger("qrpc.node")
 R = TypeVar("R", bound=msgspec.Struct)
 HandlerT = TypeVar("HandlerT", bound=Callable[[Context, Any], Awaitable[Any]])
+_YIELD_EVERY = 64 * 1024  # bytes queued for the wire before `send` yields once
 _GOODBYE_GRACE = 2.0  # seconds a peer that said GOODBYE gets to close the link itself
 
 
@@ -436,11 +437,16 @@ class Node:
         cmd_id, body = pl.encode(message)
         if pl.link.pending_bytes >= self.limits.outbound_high_water:
             await pl.wait_writable()
-        pl.link.send_message(cmd_id, body)
+        link = pl.link
+        link.send_message(cmd_id, body)
         pl.conn.want_flush()
         if pl.tracers:
             for tracer in pl.tracers:
                 tracer.on_send(peer_id, cmd_id, message, len(body))
+        if link.unsent_bytes >= _YIELD_EVERY:
+            # A tight send loop must let the loop transmit and read ACKs now and then,
+            # instead of encoding a whole window before the first packet leaves.
+            await asyncio.sleep(0)
 
     @overload
     async def request(

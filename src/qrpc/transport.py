@@ -280,8 +280,10 @@ class Endpoint:
             self.stats.datagrams_in += 1
             self._datagram_received(data, addr, now)
         if self._flush_handle is not None:
+            # Move the transmit behind the handler wake-ups this batch scheduled,
+            # so replies leave with the ACKs instead of one loop turn later.
             self._flush_handle.cancel()
-            self._flush()
+            self._flush_handle = self.loop.call_soon(self._flush)
 
     def _datagram_received(self, data: bytes, addr: NetworkAddress, now: float) -> None:
         if data and not data[0] & 0x80:  # short header: DCID right after the first byte

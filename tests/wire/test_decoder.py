@@ -498,3 +498,41 @@ def test_split_feeding_is_identical_for_corrupted_streams(frames, points):
                     break
                 got.append(frame)
     assert got == frames
+
+
+def drain_into_total(data: bytes, points: Iterable[int]) -> tuple[list[Frame], str | None]:
+    """Feed `data` split at `points` through the hot-path `drain_into`."""
+    decoder = FrameDecoder(max_frame_size=MAX)
+    out: list[tuple[int, int, int, bytes]] = []
+    try:
+        for chunk in split(data, points):
+            decoder.feed(chunk)
+            decoder.drain_into(out)
+            assert decoder.buffered < HEADER_SIZE + decoder.max_frame_size
+    except ProtocolError as exc:
+        return [Frame(FrameKind(k), c, r, b) for k, c, r, b in out], type(exc).__name__
+    return [Frame(FrameKind(k), c, r, b) for k, c, r, b in out], None
+
+
+def next_frame_total(data: bytes, points: Iterable[int]) -> tuple[list[Frame], str | None]:
+    decoder = FrameDecoder(max_frame_size=MAX)
+    frames: list[Frame] = []
+    try:
+        for chunk in split(data, points):
+            decoder.feed(chunk)
+            while (frame := decoder.next_frame()) is not None:
+                frames.append(frame)
+    except ProtocolError as exc:
+        return frames, type(exc).__name__
+    return frames, None
+
+
+@given(frames=frame_lists, points=split_points)
+def test_drain_into_matches_next_frame_on_valid_streams(frames, points):
+    data = encode_all(frames)
+    assert drain_into_total(data, points) == next_frame_total(data, points) == (frames, None)
+
+
+@given(data=mutated_streams(), points=split_points)
+def test_drain_into_matches_next_frame_on_corrupted_streams(data, points):
+    assert drain_into_total(data, points) == next_frame_total(data, points)

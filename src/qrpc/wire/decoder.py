@@ -40,6 +40,8 @@ from qrpc.wire.frames import (
 __all__ = ["FrameDecoder"]
 
 _KINDS: Final = {k.value: k for k in FrameKind}
+_MESSAGE: Final = int(FrameKind.MESSAGE)
+_SMALL: Final = 4096  # bytes: a leftover this small is re-joined as bytes
 _NEEDS_REQUEST_ID: Final = frozenset({FrameKind.REQUEST, FrameKind.RESPONSE, FrameKind.ERROR})
 _HAS_CMD_ID: Final = frozenset({FrameKind.MESSAGE, FrameKind.REQUEST, FrameKind.RESPONSE})
 _CODE_TEXT: Final = frozenset({FrameKind.ERROR, FrameKind.GOODBYE})
@@ -49,12 +51,13 @@ _CREDIT_BODY: Final = 4  # bytes: a u32
 class FrameDecoder:
     """Incremental, sans-IO frame decoder: `feed(data)`, then `next_frame()` until None."""
 
-    __slots__ = ("_broken", "_buf", "_pos", "max_frame_size")
+    __slots__ = ("_broken", "_buf", "_pos", "_wanted", "max_frame_size")
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = max_frame_size
         self._buf: bytes | bytearray = b""
         self._pos = 0
+        self._wanted = 0  # buffer length needed before the next frame can complete
         self._broken: ProtocolError | None = None
 
     @property
@@ -72,11 +75,21 @@ class FrameDecoder:
             # immutable copy, so a later feed never appends to the caller's buffer).
             self._buf = data if type(data) is bytes else bytes(data)
             self._pos = 0
+            self._wanted = 0
+            return
+        rest = len(buf) - self._pos
+        if rest <= _SMALL:
+            # Small leftover (the usual partial frame at a datagram's end): one
+            # immutable buffer, so bodies are plain fast slices.
+            self._buf = bytes(memoryview(buf)[self._pos :]) + data
+            self._wanted = max(0, self._wanted - self._pos)
+            self._pos = 0
             return
         if not isinstance(buf, bytearray) or self._pos:
             buf = bytearray(memoryview(buf)[self._pos :])
+            self._wanted = max(0, self._wanted - self._pos)
             self._pos = 0
-        buf += data
+        buf += data  # large frames accumulate in place: linear, not quadratic
         self._buf = buf
 
     def next_frame(self) -> Frame | None:
@@ -98,6 +111,47 @@ class FrameDecoder:
         body = buf[start:end] if type(buf) is bytes else bytes(memoryview(buf)[start:end])
         self._pos = end
         return Frame(frame_kind, cmd_id, request_id, body)
+
+    def drain_into(self, out: list[tuple[int, int, int, bytes]]) -> None:
+        """Append every complete frame as a ``(kind, cmd_id, request_id, body)``
+        tuple to `out` -- the hot-path form of calling `next_frame()` until None.
+
+        Frames before a bad one are appended before the error is raised.
+
+        Raises:
+            ProtocolError: as `next_frame`.
+        """
+        buf = self._buf
+        size = len(buf)
+        if size < self._wanted:
+            return  # still inside a partial frame: nothing to parse yet
+        pos = self._pos
+        limit = self.max_frame_size
+        unpack = HEADER.unpack_from
+        is_bytes = type(buf) is bytes
+        append = out.append
+        while size - pos >= HEADER_SIZE:
+            version, kind, flags, length, cmd_id, request_id = unpack(buf, pos)
+            if not (
+                kind == _MESSAGE
+                and version == PROTOCOL_VERSION
+                and not flags
+                and not request_id
+                and length <= limit
+            ):  # anything but a plain MESSAGE takes the full check
+                self._pos = pos
+                kind = self._check(version, kind, flags, length, cmd_id, request_id)
+            start = pos + HEADER_SIZE
+            end = start + length
+            if end > size:
+                self._pos = pos
+                self._wanted = end
+                return
+            body = buf[start:end] if is_bytes else bytes(memoryview(buf)[start:end])
+            append((kind, cmd_id, request_id, body))  # type: ignore[arg-type]
+            pos = end
+        self._pos = pos
+        self._wanted = pos + HEADER_SIZE
 
     def _check(
         self, version: int, kind: int, flags: int, length: int, cmd_id: int, request_id: int

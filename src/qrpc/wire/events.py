@@ -47,6 +47,8 @@ class MessageReceived(LinkEvent):
     """A one-way message arrived.  Call `LinkProtocol.consumed(size)` once handled."""
 
     __slots__ = ("body", "cmd_id", "size")
+    request_id = 0
+    "Always 0: a one-way message expects no reply."
 
     def __init__(self, cmd_id: int, body: bytes, size: int) -> None:
         self.cmd_id = cmd_id

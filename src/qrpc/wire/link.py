@@ -108,6 +108,7 @@ class LinkProtocol:
         "peer_hello",
         "pending_bytes",
         "state",
+        "unsent_bytes",
         "window",
     )
 
@@ -118,6 +119,8 @@ class LinkProtocol:
         self.peer_goodbye: GoodbyeReceived | None = None
         self.pending_bytes = 0
         "Bytes of MESSAGE/REQUEST frames queued here, waiting for credit."
+        self.unsent_bytes = 0
+        "Bytes of MESSAGE/REQUEST frames released but not yet pulled by `data_to_send()`."
         self._decoder = FrameDecoder(max_frame_size)
         self._hello_sent = False
         self._done_sending = False
@@ -142,6 +145,7 @@ class LinkProtocol:
         if not out:
             return b""
         self._out = []
+        self.unsent_bytes = 0
         return out[0] if len(out) == 1 else b"".join(out)
 
     @property
@@ -161,37 +165,56 @@ class LinkProtocol:
         `data_to_send()`."""
         if self.state is LinkState.CLOSED:
             return
-        decoder = self._decoder
+        frames: list[tuple[int, int, int, bytes]] = []
+        error: ProtocolError | None = None
         try:
-            decoder.feed(data)
-            frame = decoder.next_frame()
-            while frame is not None:
-                kind = frame.kind
-                if kind == _MESSAGE:
-                    size = self._count_inbound(frame)
-                    self._events.append(MessageReceived(frame.cmd_id, frame.body, size))
-                elif kind == _REQUEST:
-                    size = self._count_inbound(frame)
-                    self._events.append(
-                        RequestReceived(frame.cmd_id, frame.request_id, frame.body, size)
-                    )
-                else:
-                    self._handle_control(frame)
-                frame = decoder.next_frame()
+            self._decoder.feed(data)
+            self._decoder.drain_into(frames)
+        except ProtocolError as exc:
+            error = exc  # frames before the bad one are still handled
+        try:
+            self._handle_frames(frames)
         except ProtocolError as exc:
             self._fail(exc)
+            return
+        if error is not None:
+            self._fail(error)
 
-    def _count_inbound(self, frame: Frame) -> int:
-        if self.state is not LinkState.OPEN and self.state is not LinkState.CLOSING:
-            raise HelloRequired(f"{frame.kind.name} before the HELLO exchange")
-        if self.peer_goodbye is not None:
-            raise ProtocolError(f"{frame.kind.name} after GOODBYE")
-        size = HEADER_SIZE + len(frame.body)
-        used = self._recv_used + size
-        if used > self.window:
-            raise FlowControlViolation(f"{used} bytes outstanding, window is {self.window}")
+    def _handle_frames(self, frames: list[tuple[int, int, int, bytes]]) -> None:
+        events = self._events
+        append = events.append
+        window = self.window
+        used = self._recv_used
+        receiving = self._receiving()
+        for kind, cmd_id, request_id, body in frames:
+            if kind in (_MESSAGE, _REQUEST):
+                if not receiving:
+                    self._recv_used = used
+                    self._refuse_inbound(FrameKind(kind))
+                size = HEADER_SIZE + len(body)
+                used += size
+                if used > window:
+                    self._recv_used = used - size
+                    raise FlowControlViolation(f"{used} bytes outstanding, window is {window}")
+                if kind == _MESSAGE:
+                    append(MessageReceived(cmd_id, body, size))
+                else:
+                    append(RequestReceived(cmd_id, request_id, body, size))
+            else:
+                self._recv_used = used
+                self._handle_control(Frame(FrameKind(kind), cmd_id, request_id, body))
+                used = self._recv_used
+                receiving = self._receiving()
         self._recv_used = used
-        return size
+
+    def _receiving(self) -> bool:
+        state = self.state
+        return (state is LinkState.OPEN or state is LinkState.CLOSING) and self.peer_goodbye is None
+
+    def _refuse_inbound(self, kind: FrameKind) -> None:
+        if self.peer_goodbye is not None:
+            raise ProtocolError(f"{kind.name} after GOODBYE")
+        raise HelloRequired(f"{kind.name} before the HELLO exchange")
 
     def _handle_control(self, frame: Frame) -> None:
         kind = frame.kind
@@ -273,6 +296,7 @@ class LinkProtocol:
             self.pending_bytes += size
             return
         self._credit -= size
+        self.unsent_bytes += size
         out = self._out
         out.append(header)
         out.append(body)
@@ -284,6 +308,7 @@ class LinkProtocol:
             header, body, size = pending.popleft()
             self._credit -= size
             self.pending_bytes -= size
+            self.unsent_bytes += size
             out.append(header)
             out.append(body)
 
