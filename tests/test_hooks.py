@@ -314,3 +314,38 @@ def test_unknown_argument_in_hookimpl_fails_at_start() -> None:
 
     with pytest.raises(qrpc.ConfigError, match="flavour"):
         hooks.get_plugin_manager([BadArgs()], autoload=False)
+
+
+async def test_a_raising_auth_hook_rejects_the_peer(make_node: NodeFactory) -> None:
+    class Broken:
+        @qrpc.hookimpl
+        async def qrpc_authorize_peer(self) -> bool:
+            raise RuntimeError("allowlist service down")
+
+    acceptor = await make_node(plugins=[Broken()])
+    dialer = await make_node()
+    events = dialer.events()
+    dialer.add_peer(qrpc.Peer(*acceptor.address))
+    event = await next_event(events, qrpc.ConnectFailed)
+    assert isinstance(event.error, qrpc.PeerAuthError)
+    assert acceptor.peers() == []
+
+
+async def test_a_raising_reconnect_hook_falls_back_to_the_builtin_policy(
+    make_node: NodeFactory,
+) -> None:
+    class Broken:
+        @qrpc.hookimpl
+        def qrpc_next_reconnect_delay(self) -> float:
+            raise RuntimeError("bug in a policy plugin")
+
+    a = await make_node(
+        peers=[qrpc.Peer("127.0.0.1", 9)],
+        plugins=[Broken()],
+        limits=qrpc.Limits(connect_timeout=0.2),
+        backoff=qrpc.Backoff(base=0.1, jitter=0),
+    )
+    events = a.events()
+    first = await next_event(events, qrpc.ConnectFailed)
+    second = await next_event(events, qrpc.ConnectFailed)
+    assert (first.retry_in, second.retry_in) == (0.1, 0.2)

@@ -76,9 +76,13 @@ class DialLoop:
     def _next_delay(self, attempt: int, error: BaseException) -> float | None:
         node = self.node
         kind = classify_failure(error)
-        decision = node.plugin_manager.hook.qrpc_next_reconnect_delay(
-            node=node, peer=self.peer, attempt=attempt, error=error, kind=kind
-        )
+        try:
+            decision = node.plugin_manager.hook.qrpc_next_reconnect_delay(
+                node=node, peer=self.peer, attempt=attempt, error=error, kind=kind
+            )
+        except Exception:
+            log.exception("a reconnect-policy hook raised; using the built-in policy")
+            decision = False if kind is FailureKind.PERMANENT else node.backoff.delay(attempt)
         delay = None if decision is False or decision is None else max(0.0, float(decision))
         node._emit(ConnectFailed(self.peer, kind, error, str(error) or type(error).__name__, delay))
         if delay is None:

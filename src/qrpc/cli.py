@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from qrpc.certs import issue_ca, issue_node_cert, write_pem
-from qrpc.hooks import get_plugin_manager
+from qrpc.hooks import ENTRY_POINT_GROUP, get_plugin_manager
 from qrpc.security import DEFAULT_DOMAIN
 from qrpc_codecs import available_codecs
 
@@ -38,10 +39,13 @@ def _certs(args: argparse.Namespace) -> int:
 
 def _plugins(args: argparse.Namespace) -> int:
     pm = get_plugin_manager(autoload=True)
-    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    sources: dict[int, str] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist
+        where = f"{dist.name} {dist.version}, entry point {ep.name}" if dist else ep.value
+        sources[id(ep.load())] = where  # already imported by get_plugin_manager
     for name, plugin in pm.list_name_plugin():
-        dist = dists.get(id(plugin))
-        where = f"{dist.project_name} {dist.version}" if dist is not None else "in code"
+        where = "built in" if name == "qrpc.builtin" else sources.get(id(plugin), "in code")
         hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or ())
         print(f"{name}  ({where})\n    hooks: {', '.join(hooks) or '-'}")
     return 0

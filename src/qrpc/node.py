@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import random
 import signal
@@ -748,15 +749,22 @@ class Node:
         )
 
     async def _authorize(self, hs: Handshake, hello: Hello) -> bool:
-        results = self.plugin_manager.hook.qrpc_authorize_peer(
-            node=self, identity=hs.identity, hello=hello, dialed=hs.dialed
-        )
-        for result in results:
-            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-                result = await result
-            if result is False:
+        """Run every auth hook; any False -- or any exception, which fails closed -- rejects."""
+        try:
+            results = self.plugin_manager.hook.qrpc_authorize_peer(
+                node=self, identity=hs.identity, hello=hello, dialed=hs.dialed
+            )
+        except Exception:
+            log.exception("an auth hook raised; rejecting peer %s", hello.node_id)
+            return False
+        pending = [r for r in results if inspect.isawaitable(r)]
+        values = [r for r in results if not inspect.isawaitable(r)]
+        values += await asyncio.gather(*pending, return_exceptions=True)  # all awaited, always
+        for value in values:
+            if isinstance(value, BaseException):
+                log.error("an auth hook raised %r; rejecting peer %s", value, hello.node_id)
                 return False
-        return True
+        return all(value is not False for value in values)
 
     def _register(self, hs: Handshake, hello: Hello, codec: Codec) -> None:
         peer_id = hello.node_id

@@ -7,7 +7,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
 
-from qrpc_codecs import DecodeError, EncodeError
+from qrpc_codecs import CodecError, DecodeError, EncodeError
 
 T = TypeVar("T")
 
@@ -43,7 +43,10 @@ class MsgspecCodec:
 
     def decoder(self, type_: type[T]) -> Callable[[bytes], T]:
         """Return a decoder for `type_`, built once."""
-        decode = self._decoder_type(type_).decode
+        try:
+            decode = self._decoder_type(type_).decode
+        except (TypeError, ValueError) as exc:
+            raise CodecError(f"{self.name} cannot decode {type_!r}: {exc}") from None
         name = self.name
 
         def decode_checked(data: bytes) -> T:
