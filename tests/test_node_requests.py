@@ -50,26 +50,9 @@ async def test_handler_exception_reaches_caller_as_remote_error(make_node: NodeF
     assert info.value.text == "ValueError: cannot handle this"
 
 
-async def test_disconnect_during_request_raises_peer_disconnected(make_node: NodeFactory) -> None:
-    server, client = await _pair(make_node)
-    started = asyncio.Event()
-
-    @server.handler(1)
-    async def never(ctx: qrpc.Context, msg: Ping) -> Pong:
-        started.set()
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
-
-    await connect(client, server)
-    request = asyncio.create_task(client.request(server.id, Ping("?"), timeout=30))
-    await asyncio.wait_for(started.wait(), 5)
-    await server.close()
-    with pytest.raises(qrpc.PeerDisconnected):
-        await asyncio.wait_for(request, 5)
-
-
-async def test_abrupt_disconnect_during_request_raises_peer_disconnected(
-    make_node: NodeFactory,
+@pytest.mark.parametrize("graceful", [True, False], ids=["goodbye", "abrupt-close"])
+async def test_disconnect_during_request_raises_peer_disconnected(
+    make_node: NodeFactory, graceful: bool
 ) -> None:
     server, client = await _pair(make_node)
     started = asyncio.Event()
@@ -83,7 +66,10 @@ async def test_abrupt_disconnect_during_request_raises_peer_disconnected(
     await connect(client, server)
     request = asyncio.create_task(client.request(server.id, Ping("?"), timeout=30))
     await asyncio.wait_for(started.wait(), 5)
-    server.endpoint.close()  # no GOODBYE: only QUIC's CONNECTION_CLOSE goes out
+    if graceful:
+        await server.close()
+    else:
+        server.endpoint.close()  # no GOODBYE: only QUIC's CONNECTION_CLOSE goes out
     with pytest.raises(qrpc.PeerDisconnected):
         await asyncio.wait_for(request, 5)
 
