@@ -29,6 +29,6 @@ _FACTORIES: dict[str, Callable[[], AnyKey]] = {
 
 
 @functools.cache
-def key(kind: str) -> AnyKey:
+def private_key(kind: str) -> AnyKey:
     """A private key of `kind`, generated once per test session (RSA and DSA are slow)."""
     return _FACTORIES[kind]()
