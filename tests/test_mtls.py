@@ -17,7 +17,7 @@ import pytest
 import qrpc
 from qrpc.certs import Issued
 from qrpc.testing import TestPKI, refused_tls
-from tests.conftest import NodeFactory, Ping
+from tests.conftest import NodeFactory, Ping, next_event
 
 DEADLINE = 5.0  # seconds: the issue's bound for a typed error at the dialer
 NOW = dt.datetime.now(dt.UTC)
@@ -161,3 +161,35 @@ async def test_peer_identity_is_available_after_the_handshake(
     assert len(identity.fingerprint) == 64
     await acceptor.wait_for_peer(dialer.id, timeout=DEADLINE)
     assert acceptor.identity(dialer.id).node_id == dialer.id
+
+
+async def test_per_peer_ca_verifies_that_peer(
+    make_node: NodeFactory, qrpc_pki: TestPKI, other_pki: TestPKI, tmp_path
+) -> None:
+    # B belongs to another CA but trusts both; A trusts only its own CA except for B.
+    bundle = tmp_path / "both.crt"
+    bundle.write_bytes(qrpc_pki.ca_path.read_bytes() + other_pki.ca_path.read_bytes())
+    cert, key = other_pki.write(other_pki.issue())
+    b = await make_node(tls=qrpc.TLS(bundle, cert, key))
+    a = await make_node()
+
+    refused = await _dial_and_collect(a, b)  # with A's own CA, B's certificate is unknown
+    assert isinstance(refused, qrpc.ConnectFailed)
+    assert isinstance(refused.error, qrpc.PeerAuthError)
+    assert refused.error.alert == 48  # A itself refused, with the local reason:
+    assert "is not a trusted CA" in str(refused.error)
+
+    events = a.events()
+    a.add_peer(qrpc.Peer(*b.address, expected_id=b.id, ca=other_pki.ca_path))
+    connected = await next_event(events, qrpc.Connected)
+    assert connected.peer_id == b.id
+
+
+async def test_peer_host_names_are_resolved(make_node: NodeFactory) -> None:
+    target = await make_node()
+    dialer = await make_node()
+    events = dialer.events()
+    dialer.add_peer(qrpc.Peer("localhost", target.address[1], expected_id=target.id))
+    connected = await next_event(events, qrpc.Connected)
+    assert connected.peer_id == target.id
+    assert connected.address[0] == "127.0.0.1"
