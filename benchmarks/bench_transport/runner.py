@@ -249,7 +249,8 @@ def _spec(
 ) -> WorkerSpec:
     profile_path = None
     if settings.profile is not None:
-        profile_path = str(settings.out_dir / "profiles" / f"{contender}-{role}-{tag}")
+        name = f"{contender}-{role}-{tag}".replace("/", "_")  # win=1M/1M: one file, no subfolder
+        profile_path = str(settings.out_dir / "profiles" / name)
     return WorkerSpec(
         contender=contender,
         role=role,

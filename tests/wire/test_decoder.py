@@ -501,13 +501,17 @@ def test_split_feeding_is_identical_for_corrupted_streams(frames, points):
 
 
 def drain_into_total(data: bytes, points: Iterable[int]) -> tuple[list[Frame], str | None]:
-    """Feed `data` split at `points` through the hot-path `drain_into`."""
+    """Feed `data` split at `points` through the hot-path `drain_into`, checking
+    that `feed()` returns False only when there is nothing to drain."""
     decoder = FrameDecoder(max_frame_size=MAX)
     out: list[tuple[int, int, int, bytes]] = []
     try:
         for chunk in split(data, points):
-            decoder.feed(chunk)
+            ready = decoder.feed(chunk)
+            drained = len(out)
             decoder.drain_into(out)
+            # feed() said no frame can be complete: skipping the drain loses nothing.
+            assert ready or len(out) == drained
             assert decoder.buffered < HEADER_SIZE + decoder.max_frame_size
     except ProtocolError as exc:
         return [Frame(FrameKind(k), c, r, b) for k, c, r, b in out], type(exc).__name__
@@ -536,3 +540,18 @@ def test_drain_into_matches_next_frame_on_valid_streams(frames, points):
 @given(data=mutated_streams(), points=split_points)
 def test_drain_into_matches_next_frame_on_corrupted_streams(data, points):
     assert drain_into_total(data, points) == next_frame_total(data, points)
+
+
+def test_feed_reports_when_a_large_body_is_still_incomplete():
+    body = b"x" * 20_000
+    data = encode_frame(FrameKind.MESSAGE, body, cmd_id=1)
+    decoder = FrameDecoder(max_frame_size=len(body))
+    out: list[tuple[int, int, int, bytes]] = []
+    assert decoder.feed(data[:1000]) is True  # a fresh header: worth parsing
+    decoder.drain_into(out)
+    assert out == []
+    chunks = [data[i : i + 1000] for i in range(1000, len(data), 1000)]
+    assert [decoder.feed(chunk) for chunk in chunks[:-1]] == [False] * (len(chunks) - 1)
+    assert decoder.feed(chunks[-1]) is True
+    decoder.drain_into(out)
+    assert out == [(int(FrameKind.MESSAGE), 1, 0, body)]

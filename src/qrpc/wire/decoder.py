@@ -65,8 +65,12 @@ class FrameDecoder:
         """Bytes fed but not yet returned as frames."""
         return len(self._buf) - self._pos
 
-    def feed(self, data: bytes) -> None:
-        """Append received bytes; then call `next_frame()` until it returns None."""
+    def feed(self, data: bytes) -> bool:
+        """Append received bytes; then call `next_frame()` until it returns None.
+
+        Returns False when the bytes buffered so far cannot complete a frame
+        (the middle of a large body): there is nothing to parse yet.
+        """
         if self._broken is not None:
             raise self._broken
         buf = self._buf
@@ -76,21 +80,22 @@ class FrameDecoder:
             self._buf = data if type(data) is bytes else bytes(data)
             self._pos = 0
             self._wanted = 0
-            return
+            return True
         rest = len(buf) - self._pos
         if rest <= _SMALL:
             # Small leftover (the usual partial frame at a datagram's end): one
             # immutable buffer, so bodies are plain fast slices.
-            self._buf = bytes(memoryview(buf)[self._pos :]) + data
+            buf = bytes(memoryview(buf)[self._pos :]) + data
             self._wanted = max(0, self._wanted - self._pos)
             self._pos = 0
-            return
-        if not isinstance(buf, bytearray) or self._pos:
-            buf = bytearray(memoryview(buf)[self._pos :])
-            self._wanted = max(0, self._wanted - self._pos)
-            self._pos = 0
-        buf += data  # large frames accumulate in place: linear, not quadratic
+        else:
+            if not isinstance(buf, bytearray) or self._pos:
+                buf = bytearray(memoryview(buf)[self._pos :])
+                self._wanted = max(0, self._wanted - self._pos)
+                self._pos = 0
+            buf += data  # large frames accumulate in place: linear, not quadratic
         self._buf = buf
+        return len(buf) >= self._wanted
 
     def next_frame(self) -> Frame | None:
         """Return the next complete frame, or None if more bytes are needed.

@@ -165,10 +165,15 @@ class LinkProtocol:
         `data_to_send()`."""
         if self.state is LinkState.CLOSED:
             return
+        try:
+            if not self._decoder.feed(data):
+                return  # inside a large frame's body: nothing to parse yet
+        except ProtocolError as exc:
+            self._fail(exc)
+            return
         frames: list[tuple[int, int, int, bytes]] = []
         error: ProtocolError | None = None
         try:
-            self._decoder.feed(data)
             self._decoder.drain_into(frames)
         except ProtocolError as exc:
             error = exc  # frames before the bad one are still handled
