@@ -35,6 +35,7 @@ from qrpc.wire.link import LinkProtocol, LinkState
 
 MAX_FRAME = 4096
 WINDOW = 8192  # credit fraction 1/8: CREDIT is granted once 1024 bytes are consumed
+IDLE_GRANT = WINDOW // 64  # when idle, credit is granted once 128 bytes are consumed
 MAX_ROUNDS = 32
 
 E = TypeVar("E", bound=LinkEvent)
@@ -499,14 +500,35 @@ def test_consumed_below_one_eighth_grants_nothing():
     assert b.inbound_bytes == 116
 
 
-def test_consumed_when_idle_grants_credit_at_once():
+def test_consumed_when_idle_grants_credit_once_1_64_of_the_window_is_handled():
     a, b = link_pair()
     a.send_message(1, b"x" * 100)
     transfer(a, b)
     event = only(b.events(), MessageReceived)
     b.consumed(event.size, idle=True)
-    assert frames_of(b.data_to_send()) == [Frame(FrameKind.CREDIT, 0, 0, (116).to_bytes(4, "big"))]
+    assert b.data_to_send() == b""  # 116 < 128: a small exchange costs no CREDIT frame
+    assert b.inbound_bytes == 116
+    assert a.send_credit == WINDOW - 116 >= MAX_FRAME + HEADER_SIZE
+    a.send_message(2, b"y" * 100)
+    transfer(a, b)
+    event = only(b.events(), MessageReceived)
+    b.consumed(event.size, idle=True)
+    assert frames_of(b.data_to_send()) == [Frame(FrameKind.CREDIT, 0, 0, (232).to_bytes(4, "big"))]
     assert b.inbound_bytes == 0
+
+
+def test_idle_credit_goes_back_at_once_when_the_largest_frame_would_not_fit():
+    # Window = largest frame + header: any credit held back would block that frame.
+    a, b = link_pair(window_b=MAX_FRAME + HEADER_SIZE)
+    a.send_message(1, b"x" * 100)
+    transfer(a, b)
+    event = only(b.events(), MessageReceived)
+    b.consumed(event.size, idle=True)
+    grant = b.data_to_send()
+    assert frames_of(grant) == [Frame(FrameKind.CREDIT, 0, 0, (116).to_bytes(4, "big"))]
+    a.receive_data(grant)
+    only(a.events(), CreditReceived)
+    assert a.send_credit == MAX_FRAME + HEADER_SIZE
 
 
 def test_consumed_grants_credit_after_one_eighth_of_the_window():
@@ -658,10 +680,8 @@ def test_inbound_window_is_never_exceeded_by_a_well_behaved_sender():
         if len(received) == 50:
             break
     assert received == list(range(50))
-    assert a.pending_bytes == 0
-    assert b.inbound_bytes == 0
     assert roundtrip(a, b) == 0
-    assert a.send_credit == WINDOW
+    assert_window_reopened(a, b)
 
 
 @given(
@@ -692,7 +712,16 @@ def test_credit_flow_delivers_every_message_in_order(sizes, idle_every):
         if len(delivered) == len(sizes):
             break
     assert delivered == list(enumerate(sizes))
-    assert (a.pending_bytes, b.inbound_bytes, a.send_credit) == (0, 0, WINDOW)
+    assert_window_reopened(a, b)
+
+
+def assert_window_reopened(sender: LinkProtocol, receiver: LinkProtocol) -> None:
+    """Everything sent was handled: the credit is back, but for an idle remainder
+    under 1/64 of the window that still leaves room for the largest frame."""
+    assert sender.pending_bytes == 0
+    assert sender.send_credit + receiver.inbound_bytes == WINDOW
+    assert receiver.inbound_bytes < IDLE_GRANT
+    assert sender.send_credit >= MAX_FRAME + HEADER_SIZE
 
 
 def test_message_queued_before_the_hello_exchange_is_sent_once_open():

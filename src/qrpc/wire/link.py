@@ -69,6 +69,7 @@ _MESSAGE: Final = int(FrameKind.MESSAGE)
 _REQUEST: Final = int(FrameKind.REQUEST)
 _RESPONSE: Final = int(FrameKind.RESPONSE)
 _CREDIT_FRACTION: Final = 8  # grant credit back once 1/8 of the window is consumed
+_IDLE_CREDIT_FRACTION: Final = 64  # ...or, when idle, once 1/64 is (see `consumed`)
 _MAX_CREDIT: Final = 0xFFFF_FFFF
 
 
@@ -99,7 +100,9 @@ class LinkProtocol:
         "_decoder",
         "_done_sending",
         "_events",
+        "_grant_at",
         "_hello_sent",
+        "_idle_grant_at",
         "_out",
         "_pending",
         "_recv_used",
@@ -130,6 +133,12 @@ class LinkProtocol:
         self._pending: deque[tuple[bytes, bytes, int]] = deque()
         self._recv_used = 0
         self._unreported = 0
+        self._grant_at = max(1, window // _CREDIT_FRACTION)
+        # Idle grants wait for 1/64 of the window, but never so long that the
+        # largest frame this side accepts would not fit in the peer's credit.
+        self._idle_grant_at = max(
+            1, min(window // _IDLE_CREDIT_FRACTION, window - max_frame_size - HEADER_SIZE + 1)
+        )
 
     # -- outputs -----------------------------------------------------------
 
@@ -359,15 +368,20 @@ class LinkProtocol:
         """Report that a received MESSAGE/REQUEST of `size` bytes was handled.
 
         Credit goes back to the peer once 1/8 of the window has been handled,
-        or at once when `idle` (nothing else from this peer waits to be
-        handled), so a quiet link always ends with its full window open.  Then
-        call `data_to_send()`.
+        or, when `idle` (nothing else from this peer waits to be handled), once
+        1/64 has: a quiet link ends with all but less than 1/64 of its window
+        open, and always with room for the largest frame this side accepts.
+        Small exchanges (a request and its reply) so cost no CREDIT frame, and
+        no packet of their own.  Then call `data_to_send()`.
         """
         unreported = self._unreported + size
-        if unreported >= self.window // _CREDIT_FRACTION or idle:
+        if self.state is not LinkState.OPEN:
+            # Closing: no more credit goes out, the accounting just ends.
             self._unreported = 0
             self._recv_used -= unreported
-            if self.state is LinkState.OPEN:
-                self._out.append(encode_frame(FrameKind.CREDIT, unreported.to_bytes(4, "big")))
+        elif unreported >= self._grant_at or (idle and unreported >= self._idle_grant_at):
+            self._unreported = 0
+            self._recv_used -= unreported
+            self._out.append(encode_frame(FrameKind.CREDIT, unreported.to_bytes(4, "big")))
         else:
             self._unreported = unreported
