@@ -20,6 +20,7 @@ from qrpc.testing import TestPKI
 from qrpc.transport import Endpoint
 from qrpc.wire import FrameKind, encode_frame
 from qrpc.wire.frames import HEADER
+from qrpc_codecs import get_codec
 from tests.conftest import Count, NodeFactory, Ping, Pong, connect, eventually, next_event
 
 
@@ -233,3 +234,29 @@ async def test_silent_hello_is_reaped_by_the_handshake_deadline(
         assert target.endpoint.half_open == 0
     finally:
         endpoint.close()
+
+
+async def test_broadcast_too_large_for_one_codec_queues_nothing_to_anyone(
+    make_node: NodeFactory,
+) -> None:
+    message = Count(1, b"\xff" * 1500)  # msgpack: ~1.5 kB; JSON (base64): ~2 kB
+    msgpack_size = len(get_codec("msgpack").encode(message))
+    json_size = len(get_codec("json").encode(message))
+    assert msgpack_size < json_size
+    hub = await make_node(
+        codecs=("msgpack", "json"), limits=qrpc.Limits(max_message_size=msgpack_size)
+    )
+    got: dict[str, list[int]] = {"msgpack": [], "json": []}
+    spokes = {}
+    for name in got:
+        spoke = spokes[name] = await make_node(codecs=(name,))
+
+        @spoke.handler(3)
+        async def on_count(ctx: qrpc.Context, msg: Count, name: str = name) -> None:
+            got[name].append(msg.seq)
+
+        await connect(spoke, hub)
+    with pytest.raises(qrpc.MessageTooLarge):
+        await hub.broadcast(message)  # fits msgpack, not JSON: nobody gets it
+    assert await hub.broadcast(Count(2)) == 2
+    await eventually(lambda: got == {"msgpack": [2], "json": [2]})

@@ -485,20 +485,23 @@ class Node(PeerTable):
         skipped (and logged).
 
         Raises:
-            MessageTooLarge: the message exceeds this node's size limit.
+            MessageTooLarge: the message, in any peer's codec, exceeds this
+                node's size limit; it was queued to no one.
             RegistryError: the message type is not registered.
         """
         cmd_id = self.registry.cmd_id_of(type(message))
+        peers = list(self._peers.values())
         bodies: dict[str, bytes] = {}
-        full: list[PeerLink] = []
-        count = 0
-        high_water = self.limits.outbound_high_water
-        for pl in list(self._peers.values()):
-            body = bodies.get(pl.codec.name)
-            if body is None:
+        for pl in peers:  # encode (once per codec) and check before anything is queued
+            if pl.codec.name not in bodies:
                 body = bodies[pl.codec.name] = pl.codec.encode(message)
                 if len(body) > self.limits.max_message_size:
                     raise MessageTooLarge(len(body), self.limits.max_message_size)
+        full: list[PeerLink] = []
+        count = 0
+        high_water = self.limits.outbound_high_water
+        for pl in peers:
+            body = bodies[pl.codec.name]
             if len(body) > pl.max_body:
                 log.warning(
                     "broadcast skipped %s: message of %d bytes exceeds its limit",
