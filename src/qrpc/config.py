@@ -98,7 +98,7 @@ class Limits:
 
     max_message_size: int = 4 * MiB
     inbound_window: int = 8 * MiB
-    outbound_high_water: int = 8 * MiB
+    outbound_high_water: int = 1 * MiB
     max_peers: int = 1024
     max_half_open: int = 64
     handshake_timeout: float = 10.0
