@@ -399,7 +399,10 @@ class Node(PeerTable):
         """Queue a one-way message to `peer_id`; wait if its queue is full.
 
         Messages to one peer arrive in the order sent.  Returning means the
-        message is queued for transmission, not that it was handled.
+        message is queued for transmission, not that it was handled: for an
+        acknowledged send, ``await request(peer_id, message)`` -- it returns
+        once the peer's handler has run (None from a handler without a reply)
+        and raises if the handler failed or the link dropped first.
 
         Raises:
             PeerNotFound: no live link to `peer_id`.
