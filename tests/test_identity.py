@@ -10,7 +10,6 @@ bad property fixed.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import ipaddress
 from collections.abc import Callable, Sequence
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import qrpc
@@ -31,6 +30,7 @@ from qrpc.identity import (
     identity_name,
     verify_peer,
 )
+from tests.keys import private_key
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 DAY = dt.timedelta(days=1)
@@ -39,31 +39,6 @@ NODE_B = "01jd3k9q2m4n5p6r7s8t9v0wxz"
 CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH
 SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH
 PRIVATE_OID = x509.ObjectIdentifier("1.3.6.1.4.1.55555.1.1")
-
-AnyKey = (
-    ec.EllipticCurvePrivateKey
-    | rsa.RSAPrivateKey
-    | ed25519.Ed25519PrivateKey
-    | ed448.Ed448PrivateKey
-    | dsa.DSAPrivateKey
-)
-
-
-@functools.cache
-def private_key(kind: str) -> AnyKey:
-    """A private key of `kind`, generated once per session (RSA and DSA are slow)."""
-    factories: dict[str, Callable[[], AnyKey]] = {
-        "p256": lambda: ec.generate_private_key(ec.SECP256R1()),
-        "p384": lambda: ec.generate_private_key(ec.SECP384R1()),
-        "p521": lambda: ec.generate_private_key(ec.SECP521R1()),
-        "secp256k1": lambda: ec.generate_private_key(ec.SECP256K1()),
-        "ed25519": ed25519.Ed25519PrivateKey.generate,
-        "ed448": ed448.Ed448PrivateKey.generate,
-        "rsa1024": lambda: rsa.generate_private_key(public_exponent=65537, key_size=1024),
-        "rsa2048": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
-        "dsa": lambda: dsa.generate_private_key(key_size=2048),
-    }
-    return factories[kind]()
 
 
 def _name(common_name: str) -> x509.Name:

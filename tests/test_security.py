@@ -10,7 +10,6 @@ the slow types (RSA, DSA) are generated once per session and reused.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
 import ssl
 import time
@@ -21,42 +20,18 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import qrpc
 from qrpc.certs import Issued, issue_node_cert, write_pem
 from qrpc.security import ALPN, TLS, load_ca_file
 from qrpc.testing import TestPKI
+from tests.keys import AnyKey, private_key
 
 NOW = dt.datetime.now(dt.UTC)
 BOUND = 0.5  # seconds; the requirement is "well under 100 ms", the slack avoids flakiness
 NODE_ID = "01jd3k9q2m4n5p6r7s8t9v0wxy"
-
-AnyKey = (
-    ec.EllipticCurvePrivateKey
-    | rsa.RSAPrivateKey
-    | ed25519.Ed25519PrivateKey
-    | ed448.Ed448PrivateKey
-    | dsa.DSAPrivateKey
-)
-
-
-@functools.cache
-def private_key(kind: str) -> AnyKey:
-    """A private key of `kind`, generated once per test session (RSA and DSA are slow)."""
-    factories: dict[str, Callable[[], AnyKey]] = {
-        "p256": lambda: ec.generate_private_key(ec.SECP256R1()),
-        "p384": lambda: ec.generate_private_key(ec.SECP384R1()),
-        "p521": lambda: ec.generate_private_key(ec.SECP521R1()),
-        "secp256k1": lambda: ec.generate_private_key(ec.SECP256K1()),
-        "ed25519": ed25519.Ed25519PrivateKey.generate,
-        "ed448": ed448.Ed448PrivateKey.generate,
-        "rsa1024": lambda: rsa.generate_private_key(public_exponent=65537, key_size=1024),
-        "rsa2048": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
-        "dsa": lambda: dsa.generate_private_key(key_size=2048),
-    }
-    return factories[kind]()
 
 
 def _build_cert(
