@@ -35,6 +35,7 @@ __all__ = [
     "KIND_RESPONSE",
     "SOCKET_BUFFER",
     "CertPaths",
+    "ClientCommands",
     "Command",
     "FrameParser",
     "frame",
@@ -124,6 +125,31 @@ class Worker(Protocol):
     async def run(self, command: Command) -> Result: ...
 
     async def close(self) -> None: ...
+
+
+class ClientCommands:
+    """The client side's command dispatch, shared by the async contenders:
+    each implements `throughput`, `rtt` and `connect_samples`."""
+
+    async def run(self, command: Command) -> Result:
+        """Run one measuring command from the runner."""
+        name = command["cmd"]
+        if name == "throughput":
+            return await self.throughput(command["size"], command["duration"])
+        if name == "rtt":
+            return await self.rtt(command["size"], command["count"])
+        if name == "connect":
+            return await self.connect_samples(command["count"])
+        raise ValueError(f"client: unknown command {command!r}")
+
+    async def throughput(self, size: int, duration: float) -> Result:
+        raise NotImplementedError
+
+    async def rtt(self, size: int, count: int) -> Result:
+        raise NotImplementedError
+
+    async def connect_samples(self, count: int) -> Result:
+        raise NotImplementedError
 
 
 class FrameParser:

@@ -26,7 +26,14 @@ from grpc import aio  # type: ignore[import-untyped,import-not-found,unused-igno
 
 from benchmarks._data import Echo, Payload, SyncReply, payload_data
 from benchmarks._util import percentile
-from benchmarks.bench_transport._common import BATCH, Command, Result, Worker, WorkerSpec
+from benchmarks.bench_transport._common import (
+    BATCH,
+    ClientCommands,
+    Command,
+    Result,
+    Worker,
+    WorkerSpec,
+)
 
 label: Final = "grpcio"
 notes: Final = (
@@ -86,7 +93,7 @@ class _Server:
         await self.server.stop(None)
 
 
-class _Client:
+class _Client(ClientCommands):
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         certs = spec.certs
@@ -111,16 +118,6 @@ class _Client:
 
     async def start(self) -> None:
         await self.channel.channel_ready()
-
-    async def run(self, command: Command) -> Result:
-        name = command["cmd"]
-        if name == "throughput":
-            return await self.throughput(command["size"], command["duration"])
-        if name == "rtt":
-            return await self.rtt(command["size"], command["count"])
-        if name == "connect":
-            return await self.connect_samples(command["count"])
-        raise ValueError(f"client: unknown command {command!r}")
 
     async def _reconnect(self) -> None:
         """A fresh channel (own subchannel pool: a new TCP + TLS connection)."""

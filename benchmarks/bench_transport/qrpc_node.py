@@ -39,6 +39,7 @@ from benchmarks._data import (
 from benchmarks._util import percentile
 from benchmarks.bench_transport._common import (
     BATCH,
+    ClientCommands,
     Command,
     Result,
     Worker,
@@ -113,7 +114,7 @@ class _Server:
         await self.node.close()
 
 
-class _Client:
+class _Client(ClientCommands):
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         info = spec.peer_info
@@ -126,16 +127,6 @@ class _Client:
         await self.node.start()
         await self.node.wait_for_peer(self.server_id, timeout=30)
         self.info = {"node_id": self.node.id}
-
-    async def run(self, command: Command) -> Result:
-        name = command["cmd"]
-        if name == "throughput":
-            return await self.throughput(command["size"], command["duration"])
-        if name == "rtt":
-            return await self.rtt(command["size"], command["count"])
-        if name == "connect":
-            return await self.connect_samples(command["count"])
-        raise ValueError(f"client: unknown command {command!r}")
 
     async def _reconnect(self) -> None:
         """A fresh node and link, so no run inherits another's congestion state."""

@@ -62,6 +62,7 @@ from benchmarks.bench_transport._common import (
     KIND_REQUEST,
     KIND_RESPONSE,
     VERSION,
+    ClientCommands,
     Command,
     FrameParser,
     QuicKnobs,
@@ -300,7 +301,7 @@ class _Server:
         self.server.close()
 
 
-class _Client:
+class _Client(ClientCommands):
     def __init__(self, spec: WorkerSpec, driver: Driver) -> None:
         self.spec = spec
         self.driver = driver
@@ -321,16 +322,6 @@ class _Client:
         )
         link.open_stream()
         return link
-
-    async def run(self, command: Command) -> Result:
-        name = command["cmd"]
-        if name == "throughput":
-            return await self.throughput(command["size"], command["duration"])
-        if name == "rtt":
-            return await self.rtt(command["size"], command["count"])
-        if name == "connect":
-            return await self.connect_samples(command["count"])
-        raise ValueError(f"client: unknown command {command!r}")
 
     async def _reconnect(self) -> None:
         """A fresh connection, so no run inherits another's congestion state."""
