@@ -164,7 +164,7 @@ class PeerLink:
         handlers = self.node._handlers
         link = self.link
         loop = asyncio.get_running_loop()
-        chunk = max(1, link.window // 8)
+        chunk = link.credit_step
         handled = 0  # bytes handled but not yet reported: credit goes back per batch
         while True:
             if not inbound:

@@ -100,13 +100,13 @@ class LinkProtocol:
         "_decoder",
         "_done_sending",
         "_events",
-        "_grant_at",
         "_hello_sent",
         "_idle_grant_at",
         "_out",
         "_pending",
         "_recv_used",
         "_unreported",
+        "credit_step",
         "peer_goodbye",
         "peer_hello",
         "pending_bytes",
@@ -133,7 +133,8 @@ class LinkProtocol:
         self._pending: deque[tuple[bytes, bytes, int]] = deque()
         self._recv_used = 0
         self._unreported = 0
-        self._grant_at = max(1, window // _CREDIT_FRACTION)
+        self.credit_step = max(1, window // _CREDIT_FRACTION)
+        "Handled bytes after which `consumed()` grants credit back, idle or not."
         # Idle grants wait for 1/64 of the window, but never so long that the
         # largest frame this side accepts would not fit in the peer's credit.
         self._idle_grant_at = max(
@@ -379,7 +380,7 @@ class LinkProtocol:
             # Closing: no more credit goes out, the accounting just ends.
             self._unreported = 0
             self._recv_used -= unreported
-        elif unreported >= self._grant_at or (idle and unreported >= self._idle_grant_at):
+        elif unreported >= self.credit_step or (idle and unreported >= self._idle_grant_at):
             self._unreported = 0
             self._recv_used -= unreported
             self._out.append(encode_frame(FrameKind.CREDIT, unreported.to_bytes(4, "big")))
