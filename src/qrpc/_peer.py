@@ -127,13 +127,14 @@ class PeerLink:
     # -- receiving -------------------------------------------------------------
 
     def on_data(self, data: bytes) -> None:
-        """Bytes from the connection: decode frames and route their events."""
+        """Bytes from the connection: decode frames and route their events.
+
+        The connection transmits afterwards (`Connection.datagram_received`)."""
         link = self.link
         link.receive_data(data)
         events = link.events()
         if events:
             self.route(events)
-        self.conn.want_flush()
 
     def route(self, events: list[LinkEvent]) -> None:
         """Act on link events: queue messages, settle requests, handle control frames."""

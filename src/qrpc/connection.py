@@ -146,6 +146,8 @@ class Connection:
         early, self._early = self._early, []
         for data in early:
             on_data(data)
+        if early:
+            self.want_flush()  # as `datagram_received` does after new data
 
     def promote(self) -> None:
         """Mark the link established (HELLO done): no more handshake deadline."""
