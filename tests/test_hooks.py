@@ -150,6 +150,7 @@ async def test_hook_qrpc_authorize_peer_none_and_true_approve(make_node: NodeFac
     a = await make_node(plugins=[Neutral(), Yes()])
     b = await make_node(plugins=[Neutral()])
     await connect(b, a)
+    assert (a.peers(), b.peers()) == ([b.id], [a.id])
 
 
 async def test_hook_qrpc_certified_node_id(make_node: NodeFactory, qrpc_pki: TestPKI) -> None:
