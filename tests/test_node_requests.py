@@ -120,12 +120,18 @@ async def test_reply_of_unexpected_type_is_a_bad_reply(make_node: NodeFactory) -
 async def test_handler_returning_none_answers_none(make_node: NodeFactory) -> None:
     server, client = await _pair(make_node)
 
+    kinds: list[bool] = []
+
     @server.handler(1)
     async def nothing(ctx: qrpc.Context, msg: Ping) -> None:
+        kinds.append(ctx.is_request)
         return None
 
     await connect(client, server)
-    assert await client.request(server.id, Ping("?"), timeout=5) is None
+    assert await client.request(server.id, Ping("?"), timeout=5) is None  # acknowledged send
+    await client.send(server.id, Ping("one-way"))
+    await eventually(lambda: len(kinds) == 2)
+    assert kinds == [True, False]
 
 
 async def test_explicit_reply_wins_over_return_value(make_node: NodeFactory) -> None:
