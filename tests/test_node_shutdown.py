@@ -143,3 +143,24 @@ async def test_close_while_starting_leaks_nothing(make_node: NodeFactory) -> Non
     with pytest.raises(qrpc.NodeClosed):
         await starting
     assert not node.running
+
+
+async def test_send_request_and_broadcast_raise_node_closed_once_close_began(
+    make_node: NodeFactory,
+) -> None:
+    a = await make_node()
+    b = await make_node()
+    await connect(a, b)
+    closing = asyncio.create_task(a.close())
+    for _ in range(100):  # bounded: a few loop turns, not wall-clock time
+        if a.closed:
+            break
+        await asyncio.sleep(0)
+    assert not closing.done()  # close() is waiting for b's GOODBYE
+    with pytest.raises(qrpc.NodeClosed):
+        await a.send(b.id, Ping("during close"))
+    with pytest.raises(qrpc.NodeClosed):
+        await a.broadcast(Ping("during close"))
+    with pytest.raises(qrpc.NodeClosed):
+        await a.request(b.id, Ping("during close"), timeout=1)
+    await closing
