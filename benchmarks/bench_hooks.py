@@ -41,7 +41,7 @@ from benchmarks._data import (
     transport_registry,
 )
 from benchmarks._util import format_table, stat, time_per_call
-from qrpc.hooks import get_plugin_manager
+from qrpc.hooks.manager import get_plugin_manager
 from qrpc.testing import TestPKI
 
 __all__ = ["main", "run", "table"]

@@ -57,6 +57,7 @@ def _open_link(window: int) -> LinkProtocol:
             FrameKind.HELLO, encode_hello(Hello("bench-b", 2, ["msgpack"], 1 << 30, 1 << 31))
         )
     )
+    link.admit()
     link.events()
     link.data_to_send()
     return link

@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 
 import qrpc
-from qrpc.certs import issue_ca, issue_node_cert, write_pem
+from qrpc.tls.certs import issue_ca, issue_node_cert, write_pem
 
 
 class Chat(msgspec.Struct):

@@ -1,4 +1,4 @@
-"""`qrpc.certs`: the CA and node certificates qrpc issues, and how they are written."""
+"""`qrpc.tls.certs`: the CA and node certificates qrpc issues, and how they are written."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ulid import ULID
 
 import qrpc
-from qrpc.certs import Issued, KeyType, issue_ca, issue_node_cert, new_key, write_pem
-from qrpc.identity import Alert, Role, verify_peer
-from qrpc.security import TLS
+from qrpc.tls.certs import Issued, KeyType, issue_ca, issue_node_cert, new_key, write_pem
+from qrpc.tls.credentials import TLS
+from qrpc.tls.identity import Alert, Role, verify_peer
 
 NODE_ID = "01jd3k9q2m4n5p6r7s8t9v0wxy"
 ULID_LOWER = re.compile(r"[0-9a-hjkmnp-tv-z]{26}")  # Crockford base32, lower case

@@ -24,6 +24,7 @@ def test_every_error_is_exported() -> None:
     for name in errors.__all__:
         if name in {
             "BadHello",
+            "EarlyDataLimit",
             "FlowControlViolation",
             "FrameTooLarge",
             "HelloRequired",
@@ -36,7 +37,7 @@ def test_every_error_is_exported() -> None:
 
 
 def test_module_all_lists_match_their_modules() -> None:
-    for module_name in ("qrpc.errors", "qrpc.events", "qrpc.wire", "qrpc_codecs"):
+    for module_name in ("qrpc.errors", "qrpc.runtime.events", "qrpc.wire", "qrpc_codecs"):
         module = importlib.import_module(module_name)
         for name in module.__all__:
             assert hasattr(module, name), f"{module_name}.{name}"

@@ -15,16 +15,16 @@ import pytest
 from cryptography import x509
 
 import qrpc
-from qrpc import hooks
-from qrpc.identity import PeerIdentity
+from qrpc.hooks import manager, specs
 from qrpc.testing import TestPKI, refused_tls
+from qrpc.tls.identity import PeerIdentity
 from qrpc_codecs import Codec
 from qrpc_codecs.msgpack import codec as msgpack_codec
 from tests.conftest import NodeFactory, Ping, Pong, connect, eventually, next_event
 from tests.plugins.recorder import Recorder
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = sorted(name for name in dir(hooks.HookSpecs) if name.startswith("qrpc_"))
+SPECS = sorted(name for name in dir(specs.HookSpecs) if name.startswith("qrpc_"))
 
 
 def test_every_hookspec_has_a_test() -> None:
@@ -38,7 +38,7 @@ def test_every_hookspec_is_documented_with_its_arguments() -> None:
     for spec in SPECS:
         assert f"`{spec}(" in doc, f"{spec} missing from docs/plugins.md"
         params = [
-            p for p in inspect.signature(getattr(hooks.HookSpecs, spec)).parameters if p != "self"
+            p for p in inspect.signature(getattr(specs.HookSpecs, spec)).parameters if p != "self"
         ]
         signature = re.search(rf"`{spec}\(([^)]*)\)", doc)
         assert signature is not None
@@ -47,7 +47,7 @@ def test_every_hookspec_is_documented_with_its_arguments() -> None:
 
 def test_every_hookspec_has_a_docstring() -> None:
     for spec in SPECS:
-        assert (getattr(hooks.HookSpecs, spec).__doc__ or "").strip(), spec
+        assert (getattr(specs.HookSpecs, spec).__doc__ or "").strip(), spec
 
 
 async def test_hook_qrpc_node_started(make_node: NodeFactory) -> None:
@@ -198,9 +198,8 @@ async def test_hook_qrpc_next_reconnect_delay(make_node: NodeFactory) -> None:
         plugins=[Once()],
         limits=qrpc.Limits(connect_timeout=0.2),
     )
-    await asyncio.wait_for(a._dial_loops[0].task, 5)
+    await eventually(lambda: a.dial_states()[0].stopped)
     assert calls == [1]
-    assert a._dial_loops[0].stopped
 
 
 class Upper(msgspec.Struct):
@@ -266,13 +265,13 @@ def _entry_point(name: str, value: Any, *, fails: Exception | None = None) -> An
 
 
 def _patch_entry_points(monkeypatch: pytest.MonkeyPatch, *eps: Any) -> None:
-    monkeypatch.setattr(hooks, "entry_points", lambda group: list(eps) if group == "qrpc" else [])
+    monkeypatch.setattr(manager, "entry_points", lambda group: list(eps) if group == "qrpc" else [])
 
 
 def test_entry_point_plugins_are_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
     recorder = Recorder()
     _patch_entry_points(monkeypatch, _entry_point("recorder", recorder))
-    pm = hooks.get_plugin_manager()
+    pm = manager.get_plugin_manager()
     assert pm.is_registered(recorder)
     assert pm.get_name(recorder) == "qrpc-fake:recorder"
 
@@ -280,21 +279,21 @@ def test_entry_point_plugins_are_loaded(monkeypatch: pytest.MonkeyPatch) -> None
 def test_autoload_can_be_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
     recorder = Recorder()
     _patch_entry_points(monkeypatch, _entry_point("recorder", recorder))
-    assert not hooks.get_plugin_manager(autoload=False).is_registered(recorder)
+    assert not manager.get_plugin_manager(autoload=False).is_registered(recorder)
     monkeypatch.setenv("QRPC_DISABLE_PLUGIN_AUTOLOAD", "1")
-    assert not hooks.get_plugin_manager().is_registered(recorder)
+    assert not manager.get_plugin_manager().is_registered(recorder)
 
 
 def test_broken_entry_point_names_itself(monkeypatch: pytest.MonkeyPatch) -> None:
     _patch_entry_points(monkeypatch, _entry_point("broken", None, fails=ImportError("no module x")))
     with pytest.raises(qrpc.ConfigError, match=r"entry point 'broken'.*qrpc-fake.*no module x"):
-        hooks.get_plugin_manager()
+        manager.get_plugin_manager()
 
 
 def test_class_instead_of_instance_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     _patch_entry_points(monkeypatch, _entry_point("klass", Recorder))
     with pytest.raises(qrpc.ConfigError, match="is a class"):
-        hooks.get_plugin_manager()
+        manager.get_plugin_manager()
 
 
 def test_misspelt_hook_fails_at_start() -> None:
@@ -304,7 +303,7 @@ def test_misspelt_hook_fails_at_start() -> None:
             pass
 
     with pytest.raises(qrpc.ConfigError, match="qrpc_node_startd"):
-        hooks.get_plugin_manager([Typo()], autoload=False)
+        manager.get_plugin_manager([Typo()], autoload=False)
 
 
 def test_unknown_argument_in_hookimpl_fails_at_start() -> None:
@@ -314,7 +313,7 @@ def test_unknown_argument_in_hookimpl_fails_at_start() -> None:
             pass
 
     with pytest.raises(qrpc.ConfigError, match="flavour"):
-        hooks.get_plugin_manager([BadArgs()], autoload=False)
+        manager.get_plugin_manager([BadArgs()], autoload=False)
 
 
 async def test_a_raising_auth_hook_rejects_the_peer(make_node: NodeFactory) -> None:

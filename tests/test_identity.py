@@ -1,4 +1,4 @@
-"""`qrpc.identity.verify_peer` as a table, without sockets.
+"""`qrpc.tls.identity.verify_peer` as a table, without sockets.
 
 Each row of SECURITY-NOTES §5 (rows 1-18) that concerns the certificate
 itself becomes one call of `verify_peer(leaf, intermediates, trust=[ca],
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import qrpc
-from qrpc.identity import (
+from qrpc.tls.identity import (
     Alert,
     PeerIdentity,
     Role,

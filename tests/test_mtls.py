@@ -15,8 +15,8 @@ from collections.abc import Callable
 import pytest
 
 import qrpc
-from qrpc.certs import Issued
 from qrpc.testing import TestPKI, refused_tls
+from qrpc.tls.certs import Issued
 from tests.conftest import NodeFactory, Ping, next_event
 
 DEADLINE = 5.0  # seconds: the bound for a typed error at the dialer

@@ -1,8 +1,8 @@
 """Fails loudly if the aioquic internals that qrpc's client-certificate
-enforcement relies on change (see `qrpc._mtls`).
+enforcement relies on change (see `qrpc.transport.mtls`).
 
 If a test here fails after an aioquic upgrade, do not loosen it: re-check
-how the new release handles client certificates and adapt `qrpc._mtls`.
+how the new release handles client certificates and adapt `qrpc.transport.mtls`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,16 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.stream import QuicStreamSender
 
-from qrpc._mtls import PRIVATE_API, PeerPolicy, QrpcQuicConnection, _VerifyingContext
 from qrpc.config import QuicSettings
 from qrpc.errors import PeerAuthError
 from qrpc.testing import TestPKI, refused_tls
+from qrpc.transport.mtls import (
+    PRIVATE_API,
+    PeerPolicy,
+    QrpcQuicConnection,
+    _VerifyingContext,
+    quic_configuration,
+)
 
 SENDER_INSTANCE_ATTRIBUTES = {"_buffer_start", "_buffer_stop"}
 CONTEXT_INSTANCE_ATTRIBUTES = {
@@ -38,7 +44,7 @@ METHOD_PARAMETERS = {
 
 def test_aioquic_version_is_in_the_tested_range() -> None:
     major, minor, *_ = (int(part) for part in version("aioquic").split("."))
-    assert (major, minor) == (1, 7), "qrpc._mtls was verified against aioquic 1.7 only"
+    assert (major, minor) == (1, 7), "qrpc.transport.mtls was verified against aioquic 1.7 only"
 
 
 @pytest.mark.parametrize(
@@ -94,11 +100,11 @@ def _handshake(client: QuicConnection, server: QuicConnection, rounds: int = 20)
 def _pair(pki: TestPKI, client_tls, server_tls) -> tuple[QrpcQuicConnection, QrpcQuicConnection]:
     settings = QuicSettings()
     client = QrpcQuicConnection(
-        configuration=client_tls.quic_configuration(is_client=True, settings=settings),
+        configuration=quic_configuration(client_tls, is_client=True, settings=settings),
         policy=PeerPolicy(trust=(pki.ca.cert,), domain=pki.domain),
     )
     server = QrpcQuicConnection(
-        configuration=server_tls.quic_configuration(is_client=False, settings=settings),
+        configuration=quic_configuration(server_tls, is_client=False, settings=settings),
         policy=PeerPolicy(trust=(pki.ca.cert,), domain=pki.domain),
         original_destination_connection_id=client.original_destination_connection_id,
     )
@@ -143,12 +149,12 @@ def test_no_session_ticket_is_ever_issued(qrpc_pki: TestPKI) -> None:
     tickets: list[object] = []
     settings = QuicSettings()
     client = QrpcQuicConnection(
-        configuration=qrpc_pki.node_tls().quic_configuration(is_client=True, settings=settings),
+        configuration=quic_configuration(qrpc_pki.node_tls(), is_client=True, settings=settings),
         policy=PeerPolicy(trust=(qrpc_pki.ca.cert,), domain=qrpc_pki.domain),
         session_ticket_handler=tickets.append,
     )
     server = QrpcQuicConnection(
-        configuration=qrpc_pki.node_tls().quic_configuration(is_client=False, settings=settings),
+        configuration=quic_configuration(qrpc_pki.node_tls(), is_client=False, settings=settings),
         policy=PeerPolicy(trust=(qrpc_pki.ca.cert,), domain=qrpc_pki.domain),
         original_destination_connection_id=client.original_destination_connection_id,
     )

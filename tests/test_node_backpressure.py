@@ -52,26 +52,25 @@ async def test_blocked_handler_bounds_buffering_and_other_peers_still_flow(
             sent += 1
 
     flooding = asyncio.create_task(flood())
-    link = receiver._peers[flooder.id].link
     peak = 0
     # While the flood is blocked, the other peer's requests are answered promptly.
     for i in range(50):
         reply = await other.request(receiver.id, Ping(f"still there {i}"), reply=Pong, timeout=2)
         assert reply == Pong(f"still there {i}")
-        peak = max(peak, link.inbound_bytes)
+        peak = max(peak, receiver.link_stats(flooder.id).inbound_bytes)
         await asyncio.sleep(0.005)
     assert not flooding.done(), "the sender was never pushed back"
     assert 0 < peak <= WINDOW
     # The sender queued at most its window of credit plus its high-water mark.
     frame = HEADER_SIZE + len(msgspec.msgpack.encode(Count(4999, payload)))
     assert sent * frame <= WINDOW + HIGH_WATER + 2 * frame
-    assert flooder._peers[receiver.id].link.pending_bytes >= HIGH_WATER
+    assert flooder.link_stats(receiver.id).queued_bytes >= HIGH_WATER
 
     release.set()
     await asyncio.wait_for(flooding, 60)
     await eventually(lambda: len(flooded) == 5000, timeout=30)
     assert flooded == list(range(5000))
-    assert link.inbound_bytes <= WINDOW
+    assert receiver.link_stats(flooder.id).inbound_bytes <= WINDOW
 
 
 async def test_send_waits_when_the_queue_is_full_and_fails_if_the_peer_leaves(
@@ -89,8 +88,7 @@ async def test_send_waits_when_the_queue_is_full_and_fails_if_the_peer_leaves(
 
     async def fill() -> None:
         for seq in range(1000):
-            pending = sender._peers[receiver.id].link.pending_bytes
-            if pending >= HIGH_WATER:
+            if sender.link_stats(receiver.id).queued_bytes >= HIGH_WATER:
                 blocked.set()
             await sender.send(receiver.id, Count(seq, b"y" * 8000))
 

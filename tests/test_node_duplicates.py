@@ -12,8 +12,8 @@ import logging
 import pytest
 
 import qrpc
-from qrpc.connection import Connection
 from qrpc.testing import TestPKI
+from qrpc.transport.connection import Connection
 from tests.conftest import Count, eventually
 
 ROUNDS = 100

@@ -13,15 +13,16 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
 import qrpc
-from qrpc._mtls import PeerPolicy
 from qrpc.codes import ErrorCode
-from qrpc.connection import Connection
 from qrpc.testing import TestPKI
-from qrpc.transport import Endpoint
+from qrpc.transport.connection import Connection
+from qrpc.transport.endpoint import Endpoint
+from qrpc.transport.mtls import PeerPolicy
 from qrpc.wire import FrameKind, encode_frame
 from qrpc.wire.frames import HEADER
 from qrpc_codecs import get_codec
 from tests.conftest import Count, NodeFactory, Ping, Pong, connect, eventually, next_event
+from tests.hostile.rawpeer import RawClient
 
 
 async def test_one_peer_too_many_is_refused_while_others_keep_talking(
@@ -114,29 +115,31 @@ async def test_garbage_datagrams_do_not_disturb_a_live_link(make_node: NodeFacto
     await eventually(lambda: node.endpoint.half_open == 0, timeout=3)
 
 
-async def _inject(sender: qrpc.Node, receiver: qrpc.Node, raw: bytes) -> qrpc.Disconnected:
-    """Write raw bytes on sender's link to receiver; return receiver's Disconnected event."""
+async def _inject(pki: TestPKI, receiver: qrpc.Node, raw: bytes) -> qrpc.Disconnected:
+    """Link a raw peer to `receiver`, write `raw` on the link after the HELLO exchange
+    and return the receiver's Disconnected event."""
     events = receiver.events()
-    link = sender._peers[receiver.id]
-    link.link._out.append(raw)
-    link.conn.want_flush()
-    return await next_event(events, qrpc.Disconnected)
+    async with RawClient.connect(pki, receiver) as peer:
+        await asyncio.wait_for(peer.got_hello.wait(), 5)
+        await receiver.wait_for_peer(peer.node_id, timeout=5)
+        peer.send_frame(raw)
+        return await next_event(events, qrpc.Disconnected)
 
 
 async def test_declared_length_over_the_limit_closes_with_frame_too_large(
-    make_node: NodeFactory,
+    make_node: NodeFactory, qrpc_pki: TestPKI
 ) -> None:
     limits = qrpc.Limits(max_message_size=64 * 1024, inbound_window=128 * 1024)
     receiver = await make_node(limits=limits)
-    sender = await make_node()
-    await connect(sender, receiver)
     header = HEADER.pack(1, FrameKind.MESSAGE, 0, 2**32 - 1, 3, 0)
-    gone = await _inject(sender, receiver, header)
+    gone = await _inject(qrpc_pki, receiver, header)
     assert gone.code == ErrorCode.FRAME_TOO_LARGE
     assert receiver.peers() == []
 
 
-async def test_sending_beyond_credit_closes_with_flow_control(make_node: NodeFactory) -> None:
+async def test_sending_beyond_credit_closes_with_flow_control(
+    make_node: NodeFactory, qrpc_pki: TestPKI
+) -> None:
     limits = qrpc.Limits(max_message_size=4096, inbound_window=8192)
     receiver = await make_node(limits=limits)
 
@@ -144,11 +147,9 @@ async def test_sending_beyond_credit_closes_with_flow_control(make_node: NodeFac
     async def stuck(ctx: qrpc.Context, msg: Count) -> None:
         await asyncio.Event().wait()
 
-    sender = await make_node()
-    await connect(sender, receiver)
     body = msgspec.msgpack.encode(Count(0, b"x" * 2000))
     frames = b"".join(encode_frame(FrameKind.MESSAGE, body, cmd_id=3) for _ in range(8))
-    gone = await _inject(sender, receiver, frames)
+    gone = await _inject(qrpc_pki, receiver, frames)
     assert gone.code == ErrorCode.FLOW_CONTROL
 
 
@@ -163,12 +164,10 @@ async def test_sending_beyond_credit_closes_with_flow_control(make_node: NodeFac
     ids=["bad-version", "unknown-kind", "reserved-flags", "second-hello"],
 )
 async def test_protocol_violations_close_with_their_code(
-    make_node: NodeFactory, raw: bytes, code: ErrorCode
+    make_node: NodeFactory, qrpc_pki: TestPKI, raw: bytes, code: ErrorCode
 ) -> None:
     receiver = await make_node()
-    sender = await make_node()
-    await connect(sender, receiver)
-    gone = await _inject(sender, receiver, raw)
+    gone = await _inject(qrpc_pki, receiver, raw)
     assert gone.code == code
     assert receiver.peers() == []
 

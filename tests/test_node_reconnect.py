@@ -97,9 +97,8 @@ async def test_unresolvable_address_is_permanent_and_stops_the_loop(
     assert isinstance(failed.error, qrpc.AddressError)
     assert failed.kind is qrpc.FailureKind.PERMANENT
     assert failed.retry_in is None
-    loop_task = a._dial_loops[0].task
-    await asyncio.wait_for(loop_task, 5)
-    assert a._dial_loops[0].stopped
+    await eventually(lambda: a.dial_states()[0].stopped)
+    assert a.dial_states()[0].failures == 1
 
 
 async def test_dialing_itself_is_refused_permanently(make_node: NodeFactory) -> None:
@@ -157,5 +156,5 @@ async def test_plugin_can_replace_the_reconnect_policy(make_node: NodeFactory) -
     assert first.retry_in == 0.05
     assert second.retry_in is None
     assert second.kind is qrpc.FailureKind.TRANSIENT  # the policy stopped, not the error kind
-    await asyncio.wait_for(a._dial_loops[0].task, 5)
+    await eventually(lambda: a.dial_states()[0].stopped)
     assert calls == [(1, "transient"), (2, "transient")]

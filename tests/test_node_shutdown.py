@@ -55,7 +55,7 @@ async def test_close_flushes_messages_queued_for_credit(make_node: NodeFactory) 
     await connect(sender, receiver)
     for seq in range(300):  # ~300 KiB: far beyond the 16 KiB credit window
         await sender.send(receiver.id, Count(seq, b"z" * 1000))
-    assert sender._peers[receiver.id].link.pending_bytes > 0
+    assert sender.link_stats(receiver.id).queued_bytes > 0
     await sender.close()
     await eventually(lambda: len(got) == 300)
     assert got == list(range(300))
@@ -65,14 +65,17 @@ async def test_close_fails_pending_requests_with_node_closed(make_node: NodeFact
     server = await make_node()
     client = await make_node()
 
+    started = asyncio.Event()
+
     @server.handler(1)
     async def never(ctx: qrpc.Context, msg: Ping) -> Pong:
+        started.set()
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
     await connect(client, server)
     request = asyncio.create_task(client.request(server.id, Ping("?"), timeout=30))
-    await eventually(lambda: len(client._requests or ()) == 1)
+    await asyncio.wait_for(started.wait(), 5)
     await client.close()
     with pytest.raises(qrpc.NodeClosed):
         await request

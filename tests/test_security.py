@@ -24,9 +24,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import qrpc
-from qrpc.certs import Issued, issue_node_cert, write_pem
-from qrpc.security import ALPN, TLS, load_ca_file
 from qrpc.testing import TestPKI
+from qrpc.tls.certs import Issued, issue_node_cert, write_pem
+from qrpc.tls.credentials import TLS
+from qrpc.tls.pem import load_ca_file
+from qrpc.transport.mtls import ALPN, quic_configuration
 from tests.keys import AnyKey, private_key
 
 NOW = dt.datetime.now(dt.UTC)
@@ -44,7 +46,7 @@ def _build_cert(
         ExtendedKeyUsageOID.SERVER_AUTH,
     ),
 ) -> x509.Certificate:
-    """A node-shaped leaf with free choice of key and SANs (qrpc.certs fixes both)."""
+    """A node-shaped leaf with free choice of key and SANs (qrpc.tls.certs fixes both)."""
     return (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test leaf")]))
@@ -594,7 +596,7 @@ def test_cert_file_with_an_intermediate_loads_the_chain(tmp_path: Path) -> None:
     key_path = _write(tmp_path / "chain.key", node.key_pem())
 
     tls = TLS(root.ca_path, cert_path, key_path)
-    config = tls.quic_configuration(is_client=True, settings=qrpc.QuicSettings())
+    config = quic_configuration(tls, is_client=True, settings=qrpc.QuicSettings())
 
     assert tls.certificate == node.cert
     assert tls.chain == (intermediate.cert,)
@@ -661,7 +663,7 @@ def test_quic_configuration(pki: TestPKI, good: tuple[Issued, Path, Path], is_cl
     tls = TLS(pki.ca_path, cert_path, key_path)
     settings = qrpc.QuicSettings()
 
-    config = tls.quic_configuration(is_client=is_client, settings=settings)
+    config = quic_configuration(tls, is_client=is_client, settings=settings)
 
     assert ALPN == "qrpc/1"
     assert config.alpn_protocols == ["qrpc/1"]
@@ -693,7 +695,7 @@ def test_quic_configuration_follows_the_settings(
         congestion_control="cubic",
     )
 
-    config = tls.quic_configuration(is_client=False, settings=settings)
+    config = quic_configuration(tls, is_client=False, settings=settings)
 
     assert (
         config.max_datagram_size,

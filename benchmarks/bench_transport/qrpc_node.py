@@ -160,7 +160,8 @@ class _Client(ClientCommands):
         return {"count": sent, "seconds": elapsed, "quic": self._quic_state()}
 
     def _quic_state(self) -> dict[str, float]:
-        link = self.node._peers.get(self.server_id)  # private: diagnostics only
+        run = self.node._run  # private: QUIC congestion state is not part of the API
+        link = run.table.get(self.server_id) if run is not None else None
         return quic_state(link.conn.quic) if link is not None else {}
 
     async def rtt(self, size: int, count: int) -> Result:

@@ -139,8 +139,8 @@ def load_contender(name: str) -> ModuleType | str:
 
 def make_certs(directory: Path, spokes: int = 20) -> CertPaths:
     """A CA and every certificate the workers need, written once under `directory`."""
-    from qrpc.identity import identity_name
     from qrpc.testing import TestPKI
+    from qrpc.tls.identity import identity_name
 
     pki = TestPKI(directory, name="qrpc benchmark CA")
 

@@ -16,8 +16,12 @@ Quick start::
 """
 
 from qrpc.codes import ErrorCode as ErrorCode, RemoteErrorCode as RemoteErrorCode
-from qrpc.config import Limits as Limits, Peer as Peer, QuicSettings as QuicSettings
-from qrpc.context import Context as Context
+from qrpc.config import (
+    Limits as Limits,
+    Peer as Peer,
+    PeerAddress as PeerAddress,
+    QuicSettings as QuicSettings,
+)
 from qrpc.errors import (
     AddressError as AddressError,
     ConfigError as ConfigError,
@@ -41,7 +45,15 @@ from qrpc.errors import (
     RequestTimeout as RequestTimeout,
     SelfConnection as SelfConnection,
 )
-from qrpc.events import (
+from qrpc.hooks.specs import hookimpl as hookimpl, hookspec as hookspec
+from qrpc.hooks.tracer import BaseTracer as BaseTracer, Tracer as Tracer
+from qrpc.ids import new_node_id as new_node_id
+from qrpc.node import Node as Node
+from qrpc.policy import Backoff as Backoff, FailureKind as FailureKind
+from qrpc.registry import Registry as Registry
+from qrpc.runtime.context import Context as Context
+from qrpc.runtime.dialer import DialState as DialState
+from qrpc.runtime.events import (
     Connected as Connected,
     ConnectFailed as ConnectFailed,
     Connecting as Connecting,
@@ -50,18 +62,9 @@ from qrpc.events import (
     EventStream as EventStream,
     NodeEvent as NodeEvent,
 )
-from qrpc.hooks import (
-    BaseTracer as BaseTracer,
-    Tracer as Tracer,
-    hookimpl as hookimpl,
-    hookspec as hookspec,
-)
-from qrpc.identity import PeerIdentity as PeerIdentity
-from qrpc.ids import new_node_id as new_node_id
-from qrpc.node import Node as Node
-from qrpc.policy import Backoff as Backoff, FailureKind as FailureKind
-from qrpc.registry import Registry as Registry
-from qrpc.security import TLS as TLS
+from qrpc.runtime.link import LinkStats as LinkStats
+from qrpc.tls.credentials import TLS as TLS
+from qrpc.tls.identity import PeerIdentity as PeerIdentity
 
 __version__ = "0.1.0"
 
@@ -79,6 +82,7 @@ __all__ = [
     "ConnectionLimitReached",
     "ConnectionRefused",
     "Context",
+    "DialState",
     "Disconnected",
     "DuplicateLink",
     "ErrorCode",
@@ -87,11 +91,13 @@ __all__ = [
     "FailureKind",
     "HandshakeError",
     "Limits",
+    "LinkStats",
     "MessageTooLarge",
     "Node",
     "NodeClosed",
     "NodeEvent",
     "Peer",
+    "PeerAddress",
     "PeerAuthError",
     "PeerDisconnected",
     "PeerIdMismatch",

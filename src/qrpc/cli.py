@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from qrpc.certs import issue_ca, issue_node_cert, write_pem
-from qrpc.hooks import ENTRY_POINT_GROUP, get_plugin_manager
-from qrpc.security import DEFAULT_DOMAIN
+from qrpc.hooks.manager import BUILTIN_NAME, ENTRY_POINT_GROUP, get_plugin_manager
+from qrpc.tls.certs import issue_ca, issue_node_cert, write_pem
+from qrpc.tls.identity import DEFAULT_DOMAIN
 from qrpc_codecs import available_codecs
 
 __all__ = ["main"]
@@ -45,7 +45,7 @@ def _plugins(args: argparse.Namespace) -> int:
         where = f"{dist.name} {dist.version}, entry point {ep.name}" if dist else ep.value
         sources[id(ep.load())] = where  # already imported by get_plugin_manager
     for name, plugin in pm.list_name_plugin():
-        where = "built in" if name == "qrpc.builtin" else sources.get(id(plugin), "in code")
+        where = "built in" if name == BUILTIN_NAME else sources.get(id(plugin), "in code")
         hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or ())
         print(f"{name}  ({where})\n    hooks: {', '.join(hooks) or '-'}")
     return 0

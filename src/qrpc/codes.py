@@ -55,6 +55,8 @@ class ErrorCode(IntEnum):
     """The peer used a QUIC stream that qrpc does not define."""
     INTERNAL_ERROR = 0x18
     """The closing node hit a bug; details are in its log."""
+    EARLY_DATA_LIMIT = 0x19
+    """The peer sent more before its link was admitted than the receiver holds."""
 
 
 class RemoteErrorCode(IntEnum):

@@ -1,4 +1,4 @@
-"""Configuration values: bootstrap `Peer`s, node `Limits` and `QuicSettings`.
+"""Configuration values: bootstrap `PeerAddress`es, node `Limits` and `QuicSettings`.
 
 Each is a frozen dataclass checked when it is constructed; a bad value
 raises `ConfigError` naming the field (or file) and the reason.  Defaults
@@ -16,19 +16,23 @@ from cryptography import x509
 
 from qrpc.errors import ConfigError
 from qrpc.ids import normalize_node_id
-from qrpc.security import load_ca_file
+from qrpc.tls.pem import load_ca_file
 from qrpc.wire.frames import HEADER_SIZE
 from qrpc.wire.hello import MIN_WINDOW
 
-__all__ = ["Limits", "Peer", "QuicSettings"]
+__all__ = ["Limits", "Peer", "PeerAddress", "QuicSettings"]
 
 MiB: Final = 1024 * 1024
 _MAX_U32: Final = 0xFFFF_FFFF
 
 
 @dataclass(frozen=True, slots=True)
-class Peer:
-    """A bootstrap peer: an address this node dials and keeps dialing.
+class PeerAddress:
+    """Where to reach a peer: an address this node dials and keeps dialing.
+
+    Not to be confused with a peer's *identity* (`PeerIdentity`, what its
+    certificate proves, e.g. ``ctx.identity``) or its *ID* (a string, as in
+    `Node.peers()`).  `qrpc.Peer` is the same class under its first name.
 
     Args:
         host: host name or IP address (names are resolved at each attempt).
@@ -50,25 +54,29 @@ class Peer:
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host.strip():
             raise ConfigError(
-                "Peer.host", f"must be a non-empty host name or address, got {self.host!r}"
+                "PeerAddress.host", f"must be a non-empty host name or address, got {self.host!r}"
             )
         if (
             isinstance(self.port, bool)
             or not isinstance(self.port, int)
             or not 1 <= self.port <= 65535
         ):
-            raise ConfigError("Peer.port", f"must be an int in 1..65535, got {self.port!r}")
+            raise ConfigError("PeerAddress.port", f"must be an int in 1..65535, got {self.port!r}")
         if self.expected_id is not None:
             try:
                 object.__setattr__(self, "expected_id", normalize_node_id(self.expected_id))
             except ValueError as exc:
-                raise ConfigError("Peer.expected_id", str(exc)) from None
+                raise ConfigError("PeerAddress.expected_id", str(exc)) from None
         if self.ca is not None:
             object.__setattr__(self, "trust", load_ca_file(self.ca))
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}" + (f" ({self.expected_id})" if self.expected_id else "")
+
+
+Peer = PeerAddress
+"""The first name of `PeerAddress`, kept so existing code keeps working."""
 
 
 @dataclass(frozen=True, slots=True)

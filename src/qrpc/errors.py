@@ -12,7 +12,8 @@ The tree::
     │   ├── MalformedFrame
     │   ├── HelloRequired
     │   ├── BadHello
-    │   └── FlowControlViolation
+    │   ├── FlowControlViolation
+    │   └── EarlyDataLimit
     ├── ConnectError                         dialing a peer failed
     │   ├── AddressError                     the address cannot be resolved or used
     │   ├── ConnectTimeout                   no handshake within the deadline
@@ -54,6 +55,7 @@ __all__ = [
     "ConnectionLimitReached",
     "ConnectionRefused",
     "DuplicateLink",
+    "EarlyDataLimit",
     "FlowControlViolation",
     "FrameTooLarge",
     "HandshakeError",
@@ -159,6 +161,12 @@ class FlowControlViolation(ProtocolError):
     """The peer sent more message bytes than the credit it was granted."""
 
     code = ErrorCode.FLOW_CONTROL
+
+
+class EarlyDataLimit(ProtocolError):
+    """The peer sent more before its link was admitted than this node holds for it."""
+
+    code = ErrorCode.EARLY_DATA_LIMIT
 
 
 class ConnectError(QrpcError):

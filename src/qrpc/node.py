@@ -1,11 +1,11 @@
 """`Node`: a qrpc peer -- listens, dials, routes typed messages to handlers.
 
-The node owns one `Endpoint` (one UDP port for accepting and dialing), a
-table of registered peers (`PeerLink`, at most one per peer ID), one
-`DialLoop` per bootstrap peer and the table of outstanding requests.  The
-decisions it takes -- who may register, which of two links survives, how
-long to wait before redialing -- are made by `qrpc.policy` and the plugin
-hooks; this module does the IO around them.
+The node composes the layers below it and holds no protocol logic of its
+own (``docs/architecture.md``): one `Endpoint` (the UDP port that accepts
+and dials), a `PeerTable` (who is connected, their inboxes), `Admission`
+(HELLO and the admission checks), one `DialLoop` per bootstrap peer, the
+`RequestTable` and the `EventHub`.  Each part gets narrow callables from
+here; none of them imports this module.
 """
 
 from __future__ import annotations
@@ -20,32 +20,33 @@ from typing import Any, TypeVar, overload
 
 import msgspec
 
-from qrpc._dial import DialLoop
-from qrpc._handshake import Handshake
-from qrpc._peer import HandlerSpec, PeerLink
-from qrpc._peers import PeerTable
-from qrpc._requests import RequestTable
-from qrpc.codes import ErrorCode, RemoteErrorCode
-from qrpc.config import Limits, Peer, QuicSettings
-from qrpc.context import Context
+from qrpc.config import Limits, PeerAddress, QuicSettings
 from qrpc.errors import (
     ConfigError,
     MessageTooLarge,
     NodeClosed,
+    PeerDisconnected,
     PeerNotFound,
-    PeerWaitTimeout,
+    QrpcError,
     RegistryError,
-    RemoteError,
+    RequestTimeout,
 )
-from qrpc.events import EventHub, EventStream
-from qrpc.hooks import get_plugin_manager
-from qrpc.identity import PeerIdentity
+from qrpc.hooks.manager import get_plugin_manager
+from qrpc.hooks.plugins import Plugins
 from qrpc.ids import normalize_node_id
 from qrpc.policy import Backoff
 from qrpc.registry import Registry
-from qrpc.security import TLS
-from qrpc.transport import Endpoint
-from qrpc.wire.events import ErrorReceived, ResponseReceived
+from qrpc.runtime.context import Context
+from qrpc.runtime.dialer import Dialer, DialLoop, DialState
+from qrpc.runtime.dispatch import HandlerSpec
+from qrpc.runtime.events import EventHub, EventStream
+from qrpc.runtime.handshake import Admission
+from qrpc.runtime.link import LinkStats, PeerLink
+from qrpc.runtime.peers import PeerTable
+from qrpc.runtime.requests import RequestTable
+from qrpc.tls.credentials import TLS
+from qrpc.tls.identity import PeerIdentity
+from qrpc.transport.endpoint import Endpoint
 from qrpc_codecs import Codec, CodecError, get_codec, register_codec
 
 __all__ = ["Node"]
@@ -53,17 +54,37 @@ __all__ = ["Node"]
 log = logging.getLogger("qrpc.node")
 R = TypeVar("R", bound=msgspec.Struct)
 HandlerT = TypeVar("HandlerT", bound=Callable[[Context, Any], Awaitable[Any]])
-_YIELD_EVERY = 64 * 1024  # bytes queued for the wire before `send` yields once
 
 
-class Node(PeerTable):
+class _Running:
+    """The parts that exist between `start()` and `close()`."""
+
+    __slots__ = ("admission", "dialer", "endpoint", "loops", "requests", "table")
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        table: PeerTable,
+        admission: Admission,
+        dialer: Dialer,
+        requests: RequestTable,
+    ) -> None:
+        self.endpoint = endpoint
+        self.table = table
+        self.admission = admission
+        self.dialer = dialer
+        self.requests = requests
+        self.loops: list[DialLoop] = []
+
+
+class Node:
     """A qrpc node: one UDP port that accepts and dials mutually authenticated links.
 
     Args:
         registry: cmd_id <-> message type table shared by the application's nodes.
         tls: the node's certificate, key and CA (`qrpc.TLS`).
         listen: (host, port) to bind; port 0 picks a free port.
-        peers: bootstrap peers, dialed and redialed with backoff.
+        peers: bootstrap peers (`PeerAddress`), dialed and redialed with backoff.
         id: the node ID; must equal the one in the certificate (default: taken
             from it).
         state: any object handlers reach as ``ctx.state``.
@@ -84,7 +105,7 @@ class Node(PeerTable):
         *,
         tls: TLS,
         listen: tuple[str, int] = ("127.0.0.1", 0),
-        peers: Iterable[Peer] = (),
+        peers: Iterable[PeerAddress] = (),
         id: str | None = None,
         state: Any = None,
         codecs: Sequence[str] = ("msgpack",),
@@ -117,33 +138,23 @@ class Node(PeerTable):
         self._listen = _check_listen(listen)
         self._bootstrap = [_check_peer(p) for p in peers]
         self.plugin_manager = get_plugin_manager(plugins, autoload=autoload_plugins)
+        self._plugins = Plugins(self.plugin_manager, self)
         self.codecs = self._resolve_codecs(codecs)
         self.incarnation = random.getrandbits(63)
         "Random per node object: tells peers a restarted node from a second link."
         self._handlers: dict[int, HandlerSpec] = {}
-        self._peers: dict[str, PeerLink] = {}
-        self._dialing: dict[str, Handshake] = {}
-        self._dial_loops: list[DialLoop] = []
-        self._gone_waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._peer_waiters: dict[str | None, list[asyncio.Future[str]]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._links: set[PeerLink] = set()
-        "Every PeerLink whose dispatcher still runs, registered or not."
         self._hub = EventHub()
-        self._endpoint: Endpoint | None = None
-        self._requests: RequestTable | None = None
-        self._keepalive: asyncio.TimerHandle | None = None
+        self._run: _Running | None = None
         self._started = False
         self._closed = False
         self._stopping = asyncio.Event()
 
     def _resolve_codecs(self, names: Sequence[str]) -> list[Codec]:
-        for result in self.plugin_manager.hook.qrpc_register_codecs(node=self):
-            for codec in result or ():
-                try:
-                    register_codec(codec, replace=True)
-                except CodecError as exc:
-                    raise ConfigError("qrpc_register_codecs", str(exc)) from None
+        for codec in self._plugins.codecs():
+            try:
+                register_codec(codec, replace=True)
+            except CodecError as exc:
+                raise ConfigError("qrpc_register_codecs", str(exc)) from None
         if isinstance(names, str) or not names:
             raise ConfigError("Node.codecs", "must be a non-empty sequence of codec names")
         codecs = []
@@ -157,8 +168,8 @@ class Node(PeerTable):
         return codecs
 
     def __repr__(self) -> str:
-        where = f"{self.address[0]}:{self.address[1]}" if self._endpoint else "not started"
-        return f"<Node {self.id} {where}, {len(self._peers)} peer(s)>"
+        where = f"{self.address[0]}:{self.address[1]}" if self._run else "not started"
+        return f"<Node {self.id} {where}, {len(self.peers())} peer(s)>"
 
     # -- handlers ----------------------------------------------------------------
 
@@ -169,6 +180,7 @@ class Node(PeerTable):
         request (None answers "no value").  By default a peer's messages are
         handled one at a time in arrival order; `concurrency` > 1 lets up to
         that many calls run at once per peer (order is then not kept).
+        Handlers may be added while the node runs.
 
         Raises:
             RegistryError: `cmd_id` is unknown, already has a handler, or the
@@ -191,9 +203,14 @@ class Node(PeerTable):
     @property
     def address(self) -> tuple[str, int]:
         """The bound (host, port); valid once started."""
-        if self._endpoint is None:
+        return self.endpoint.local_address
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The node's transport endpoint (for diagnostics and tests)."""
+        if self._run is None:
             raise RuntimeError("the node is not started")
-        return self._endpoint.local_address
+        return self._run.endpoint
 
     async def start(self) -> None:
         """Bind the port and start dialing the bootstrap peers.
@@ -207,7 +224,23 @@ class Node(PeerTable):
         if self._started:
             return
         self._started = True
-        self._requests = RequestTable(self.limits.max_concurrent_requests)
+        requests = RequestTable(self.limits.max_concurrent_requests)
+        table = PeerTable(
+            handlers=self._handlers,
+            node=self,
+            plugins=self._plugins,
+            requests=requests,
+            emit=self._hub.emit,
+        )
+        admission = Admission(
+            local_id=self.id,
+            incarnation=self.incarnation,
+            limits=self.limits,
+            registry=self.registry,
+            codecs=self.codecs,
+            plugins=self._plugins,
+            table=table,
+        )
         host, port = self._listen
         endpoint = await Endpoint.open(
             host,
@@ -215,17 +248,38 @@ class Node(PeerTable):
             tls=self.tls,
             settings=self.quic,
             limits=self.limits,
-            on_accept=self._on_accept,
+            on_accept=admission.accept,
         )
         if self.closed:  # close() ran while the port was being bound
             endpoint.close()
             raise NodeClosed("the node was closed while starting")
-        self._endpoint = endpoint
+        dialer = Dialer(
+            connect=endpoint.connect,
+            family=endpoint.family,
+            trust=self.tls.trust,
+            domain=self.tls.domain,
+            answer_timeout=self.limits.connect_timeout,
+            admit=admission.dialed,
+        )
+        self._run = _Running(endpoint, table, admission, dialer, requests)
         for peer in self._bootstrap:
-            self._dial_loops.append(DialLoop(self, peer))
-        self._schedule_keepalive()
-        self.plugin_manager.hook.qrpc_node_started(node=self)
+            self._dial(peer)
+        self._plugins.node_started()
         log.info("node %s listening on %s:%d", self.id, *self.address)
+
+    def _dial(self, peer: PeerAddress) -> None:
+        run = self._run
+        assert run is not None
+        run.loops.append(
+            DialLoop(
+                peer,
+                dial=run.dialer.dial,
+                wait_gone=run.table.wait_gone,
+                is_connected=self.is_connected,
+                next_delay=self._plugins.next_reconnect_delay,
+                emit=self._hub.emit,
+            )
+        )
 
     async def __aenter__(self) -> Node:
         await self.start()
@@ -253,50 +307,33 @@ class Node(PeerTable):
     async def close(self) -> None:
         """Shut down gracefully.
 
-        Pending requests fail with `NodeClosed`; messages queued for credit
-        get up to `Limits.shutdown_timeout` to leave; every peer gets a
-        GOODBYE and the node waits (same bound) for each to acknowledge it;
-        then every task ends and the socket closes.  Safe to call twice.
+        From the first call on, `send`, `request` and `broadcast` raise
+        `NodeClosed`.  Pending requests fail with `NodeClosed`; messages
+        queued for credit get up to `Limits.shutdown_timeout` to leave; every
+        peer gets a GOODBYE and the node waits (same bound) for each to
+        acknowledge it; then every task ends and the socket closes.  Safe to
+        call twice.
         """
         if self._closed:
             return
         self._closed = True
         self._stopping.set()
-        if self._endpoint is None:  # never started, or start() is still binding
+        run = self._run
+        if run is None:  # never started, or start() is still binding
             self._hub.close()
             return
         deadline = asyncio.get_running_loop().time() + self.limits.shutdown_timeout
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-        for loop_ in self._dial_loops:
-            loop_.cancel()
-        await asyncio.gather(*(d.task for d in self._dial_loops), return_exceptions=True)
-        assert self._requests is not None
-        self._requests.fail_all(NodeClosed("the node is shutting down"))
-        peers = list(self._peers.values())
-        await _bounded(deadline, *(pl.drain() for pl in peers))
-        for pl in peers:
-            pl.goodbye(ErrorCode.NO_ERROR, "shutdown")
-        await _bounded(deadline, *(pl.farewell() for pl in peers))
-        for pl in peers:
-            self._close_peer(pl, ErrorCode.NO_ERROR, "shutdown")
         current = asyncio.current_task()  # close() may run inside a handler or accept task
-        for task in list(self._tasks):
-            if task is not current:
-                task.cancel()
-        links = list(self._links)  # includes links that closed with handlers still running
-        others = [t for t in self._tasks if t is not current]
-        await asyncio.gather(
-            *others, *(pl.stop(keep=current) for pl in links), return_exceptions=True
-        )
-        assert self._endpoint is not None
-        self._endpoint.close()
-        for waiters in self._peer_waiters.values():
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(NodeClosed("the node was closed"))
+        for loop_ in run.loops:
+            loop_.cancel()
+        await asyncio.gather(*(d.task for d in run.loops), return_exceptions=True)
+        run.requests.fail_all(NodeClosed("the node is shutting down"))
+        await run.admission.stop(keep=current)
+        await run.table.shutdown(deadline, keep=current)
+        run.endpoint.close()
+        run.table.fail_waiters(NodeClosed("the node was closed"))
         self._hub.close()
-        self.plugin_manager.hook.qrpc_node_stopped(node=self)
+        self._plugins.node_stopped()
         log.info("node %s stopped", self.id)
 
     @property
@@ -307,27 +344,17 @@ class Node(PeerTable):
     @property
     def running(self) -> bool:
         """True between a completed `start()` and `close()`."""
-        return self._endpoint is not None and not self._closed
-
-    def _schedule_keepalive(self) -> None:
-        interval = self.quic.keepalive_interval
-        if interval is not None:
-            self._keepalive = asyncio.get_running_loop().call_later(interval, self._send_keepalives)
-
-    def _send_keepalives(self) -> None:
-        for pl in self._peers.values():
-            pl.conn.ping()
-        self._schedule_keepalive()
+        return self._run is not None and not self._closed
 
     # -- peers ---------------------------------------------------------------------
 
     def peers(self) -> list[str]:
         """IDs of the peers with a live link, sorted."""
-        return sorted(self._peers)
+        return self._run.table.ids() if self._run is not None else []
 
     def is_connected(self, peer_id: str) -> bool:
         """Whether `peer_id` has a live link."""
-        return peer_id in self._peers
+        return self._run is not None and peer_id in self._run.table
 
     def identity(self, peer_id: str) -> PeerIdentity:
         """The verified certificate identity of a connected peer.
@@ -335,16 +362,28 @@ class Node(PeerTable):
         Raises:
             PeerNotFound: no live link to `peer_id`.
         """
-        return self._peer(peer_id).identity
+        return self._link(peer_id).identity
 
-    def add_peer(self, peer: Peer) -> None:
-        """Start dialing another bootstrap peer (the node must be started)."""
+    def link_stats(self, peer_id: str) -> LinkStats:
+        """A snapshot of the queues and credit of the link to `peer_id`.
+
+        Raises:
+            PeerNotFound: no live link to `peer_id`.
+        """
+        return self._link(peer_id).stats()
+
+    def dial_states(self) -> list[DialState]:
+        """What the dial loop of each bootstrap peer is doing, in the order added."""
+        return [loop.state() for loop in self._run.loops] if self._run is not None else []
+
+    def add_peer(self, peer: PeerAddress) -> None:
+        """Dial another bootstrap peer (now if the node runs, else at `start()`)."""
         if self._closed:
             raise NodeClosed("the node is closed")
-        if not self._started:
+        if self._run is None:
             self._bootstrap.append(_check_peer(peer))
-            return
-        self._dial_loops.append(DialLoop(self, _check_peer(peer)))
+        else:
+            self._dial(_check_peer(peer))
 
     async def wait_for_peer(self, peer_id: str | None = None, timeout: float | None = None) -> str:
         """Wait until `peer_id` (or, if None, any peer) is connected; return its ID.
@@ -355,43 +394,22 @@ class Node(PeerTable):
         """
         if self._closed:
             raise NodeClosed("the node is closed")
-        if peer_id is not None:
-            peer_id = normalize_node_id(peer_id)
-            if peer_id in self._peers:
-                return peer_id
-        elif self._peers:
-            return next(iter(self._peers))
-        waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._peer_waiters.setdefault(peer_id, []).append(waiter)
-        try:
-            return await asyncio.wait_for(waiter, timeout)
-        except TimeoutError:
-            raise PeerWaitTimeout(
-                f"peer {peer_id or '(any)'} did not connect within {timeout} s"
-            ) from None
-        finally:
-            waiters = self._peer_waiters.get(peer_id)
-            if waiters is not None and waiter in waiters:
-                waiters.remove(waiter)
+        if self._run is None:
+            raise RuntimeError("the node is not started")
+        wanted = normalize_node_id(peer_id) if peer_id is not None else None
+        return await self._run.table.wait_for(wanted, timeout)
 
     def events(self) -> EventStream:
         """Return an async iterator of peer lifecycle events from now on."""
         return self._hub.subscribe()
 
-    async def _wait_peer_gone(self, peer_id: str | None) -> None:
-        loop = asyncio.get_running_loop()
-        while peer_id is not None and peer_id in self._peers:
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._gone_waiters.setdefault(peer_id, []).append(waiter)
-            await waiter
-
-    def _peer(self, peer_id: str) -> PeerLink:
-        pl = self._peers.get(peer_id)
-        if pl is None:
-            if self._closed:
-                raise NodeClosed("the node is closed")
+    def _link(self, peer_id: str) -> PeerLink:
+        if self._closed:
+            raise NodeClosed("the node is closed")
+        link = self._run.table.get(peer_id) if self._run is not None else None
+        if link is None:
             raise PeerNotFound(peer_id)
-        return pl
+        return link
 
     # -- sending ---------------------------------------------------------------------
 
@@ -405,25 +423,19 @@ class Node(PeerTable):
         and raises if the handler failed or the link dropped first.
 
         Raises:
+            NodeClosed: `close()` has begun.
             PeerNotFound: no live link to `peer_id`.
             PeerDisconnected: the link broke while waiting for room.
             MessageTooLarge: the encoded message exceeds the size limit.
             RegistryError: the message type is not registered.
         """
-        pl = self._peer(peer_id)
-        cmd_id, body = pl.encode(message)
-        if pl.link.pending_bytes >= self.limits.outbound_high_water:
-            await pl.wait_writable()
-        link = pl.link
-        link.send_message(cmd_id, body)
-        pl.conn.want_flush()
-        if pl.tracers:
-            for tracer in pl.tracers:
-                tracer.on_send(peer_id, cmd_id, message, len(body))
-        if link.unsent_bytes >= _YIELD_EVERY:
-            # A tight send loop must let the loop transmit and read ACKs now and then,
-            # instead of encoding a whole window before the first packet leaves.
-            await asyncio.sleep(0)
+        link = self._link(peer_id)
+        try:
+            await link.send(message)
+        except PeerDisconnected:
+            if self._closed:
+                raise NodeClosed("the node closed while the message waited for room") from None
+            raise
 
     @overload
     async def request(
@@ -455,30 +467,38 @@ class Node(PeerTable):
             message: the request.
             reply: the expected reply type; another type raises `RemoteError`
                 (code BAD_REPLY).  Also types the result for type checkers.
-            timeout: seconds to wait (default `Limits.request_timeout`).
+            timeout: seconds the whole call may take, waiting for room to
+                send included (default `Limits.request_timeout`).
 
         Raises:
             RequestTimeout: no reply in time (also a `TimeoutError`).
             RemoteError: the peer's handler raised, or it could not route the request.
             PeerDisconnected: the link dropped before the reply.
-            PeerNotFound, MessageTooLarge, RegistryError: as for `send`.
+            NodeClosed, PeerNotFound, MessageTooLarge, RegistryError: as for `send`.
         """
-        pl = self._peer(peer_id)
-        cmd_id, body = pl.encode(message)
-        if pl.link.pending_bytes >= self.limits.outbound_high_water:
-            await pl.wait_writable()
-        assert self._requests is not None
+        link = self._link(peer_id)
+        cmd_id, body = link.encode(message)
         wait = self.limits.request_timeout if timeout is None else timeout
-        request_id, pending = self._requests.open(pl.peer_id, reply, wait)
-        pl.link.send_request(cmd_id, request_id, body)
-        pl.conn.want_flush()
-        if pl.tracers:
-            for tracer in pl.tracers:
-                tracer.on_send(peer_id, cmd_id, message, len(body))
+        assert self._run is not None  # _link() checked
+        requests = self._run.requests
         try:
-            return await pending.future
-        finally:
-            self._requests.discard(request_id)
+            async with asyncio.timeout(wait):
+                if not link.writable:
+                    await link.wait_writable()
+                request_id, future = requests.open(link.peer_id, reply)
+                try:
+                    link.send_request(cmd_id, request_id, body, message)
+                    return await future
+                finally:
+                    requests.discard(request_id)
+        except TimeoutError as exc:
+            if isinstance(exc, QrpcError):
+                raise
+            raise RequestTimeout(f"no reply from {peer_id} within {wait} s") from None
+        except PeerDisconnected:
+            if self._closed:
+                raise NodeClosed("the node closed before the reply") from None
+            raise
 
     async def broadcast(self, message: msgspec.Struct) -> int:
         """Queue `message` to every connected peer; return how many got it.
@@ -488,100 +508,43 @@ class Node(PeerTable):
         skipped (and logged).
 
         Raises:
+            NodeClosed: `close()` has begun.
             MessageTooLarge: the message, in any peer's codec, exceeds this
                 node's size limit; it was queued to no one.
             RegistryError: the message type is not registered.
         """
+        if self._closed:
+            raise NodeClosed("the node is closed")
         cmd_id = self.registry.cmd_id_of(type(message))
-        peers = list(self._peers.values())
+        links = self._run.table.links() if self._run is not None else []
         bodies: dict[str, bytes] = {}
-        for pl in peers:  # encode (once per codec) and check before anything is queued
-            if pl.codec.name not in bodies:
-                body = bodies[pl.codec.name] = pl.codec.encode(message)
+        for link in links:  # encode (once per codec) and check before anything is queued
+            codec = link.codec
+            if codec is not None and codec.name not in bodies:
+                body = bodies[codec.name] = codec.encode(message)
                 if len(body) > self.limits.max_message_size:
                     raise MessageTooLarge(len(body), self.limits.max_message_size)
         full: list[PeerLink] = []
         count = 0
-        high_water = self.limits.outbound_high_water
-        for pl in peers:
-            body = bodies[pl.codec.name]
-            if len(body) > pl.max_body:
+        for link in links:
+            body = bodies[link.codec.name] if link.codec is not None else b""
+            if len(body) > link.max_body:
                 log.warning(
                     "broadcast skipped %s: message of %d bytes exceeds its limit",
-                    pl.peer_id,
+                    link.peer_id,
                     len(body),
                 )
                 continue
-            pl.link.send_message(cmd_id, body)
-            pl.conn.want_flush()
-            for tracer in pl.tracers:
-                tracer.on_send(pl.peer_id, cmd_id, message, len(body))
+            try:
+                link.send_message(cmd_id, body, message)
+            except PeerDisconnected:
+                continue  # it is leaving: not counted
             count += 1
-            if pl.link.pending_bytes >= high_water:
-                full.append(pl)
+            if not link.writable:
+                full.append(link)
         if full:
-            await asyncio.gather(*(pl.wait_writable() for pl in full), return_exceptions=True)
+            await asyncio.gather(*(link.wait_writable() for link in full), return_exceptions=True)
         return count
-
-    # -- replies from peers (called by PeerLink) ------------------------------------
-
-    def _on_response(self, pl: PeerLink, event: ResponseReceived) -> None:
-        assert self._requests is not None
-        pending = self._requests.pop(event.request_id, pl.peer_id)
-        if pending is None:
-            log.debug("late or unknown reply %d from %s dropped", event.request_id, pl.peer_id)
-            return
-        value: Any = None
-        error: RemoteError | None = None
-        if event.cmd_id:
-            decode = pl.decoders.get(event.cmd_id)
-            if decode is None:
-                error = RemoteError(
-                    RemoteErrorCode.BAD_REPLY, f"reply cmd_id {event.cmd_id} is not registered"
-                )
-            else:
-                try:
-                    value = decode(event.body)
-                except CodecError as exc:
-                    error = RemoteError(RemoteErrorCode.BAD_REPLY, f"undecodable reply: {exc}")
-        expected = pending.reply_type
-        if error is None and expected is not None and not isinstance(value, expected):
-            error = RemoteError(
-                RemoteErrorCode.BAD_REPLY,
-                f"expected a {expected.__name__} reply, got {type(value).__name__}",
-            )
-        if not pending.future.done():
-            if error is not None:
-                pending.future.set_exception(error)
-            else:
-                pending.future.set_result(value)
-
-    def _on_remote_error(self, pl: PeerLink, event: ErrorReceived) -> None:
-        assert self._requests is not None
-        pending = self._requests.pop(event.request_id, pl.peer_id)
-        if pending is not None and not pending.future.done():
-            pending.future.set_exception(RemoteError(event.code, event.text))
-
-    async def _traced_call(
-        self, pl: PeerLink, spec: HandlerSpec, ctx: Context, cmd_id: int, message: Any
-    ) -> Any:
-        with contextlib.ExitStack() as stack:
-            for tracer in pl.tracers:
-                scope = tracer.handler_scope(pl.peer_id, cmd_id, message)
-                if scope is not None:
-                    stack.enter_context(scope)
-            return await spec.fn(ctx, message)
-
-
-async def _bounded(deadline: float, *aws: Awaitable[Any]) -> None:
-    if not aws:
-        return
-    remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    _, pending = await asyncio.wait(tasks, timeout=remaining)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _check_listen(listen: object) -> tuple[str, int]:
@@ -599,7 +562,7 @@ def _check_listen(listen: object) -> tuple[str, int]:
     return listen[0], listen[1]
 
 
-def _check_peer(peer: object) -> Peer:
-    if not isinstance(peer, Peer):
-        raise ConfigError("Node.peers", f"entries must be qrpc.Peer, got {peer!r}")
+def _check_peer(peer: object) -> PeerAddress:
+    if not isinstance(peer, PeerAddress):
+        raise ConfigError("Node.peers", f"entries must be qrpc.PeerAddress, got {peer!r}")
     return peer

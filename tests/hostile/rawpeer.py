@@ -49,6 +49,8 @@ class RawProtocol(QuicConnectionProtocol):
     """aioquic protocol that decodes qrpc frames on stream 0 and records them."""
 
     on_frame: Callable[[RawProtocol, Any], None] | None = None
+    node_id: str = ""
+    "The raw peer's own node ID (the one in its certificate)."
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -115,7 +117,7 @@ class RawClient:
         host, port = node.address
         async with connect(host, port, configuration=config, create_protocol=RawProtocol) as proto:
             assert isinstance(proto, RawProtocol)
-            proto.node_id = peer_id  # type: ignore[attr-defined]
+            proto.node_id = peer_id
             if hello:
                 proto.send_frame(hello_frame(peer_id))
             yield proto

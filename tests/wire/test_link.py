@@ -31,7 +31,7 @@ from qrpc.wire.frames import (
     encode_header,
 )
 from qrpc.wire.hello import MIN_WINDOW, Hello, decode_hello, encode_hello
-from qrpc.wire.link import LinkProtocol, LinkState
+from qrpc.wire.link import MAX_HELLO_SIZE, LinkProtocol, LinkState
 
 MAX_FRAME = 4096
 WINDOW = 8192  # credit fraction 1/8: CREDIT is granted once 1024 bytes are consumed
@@ -80,11 +80,13 @@ def drop(link: LinkProtocol) -> bytes:
 
 
 def link_pair(window_a: int = WINDOW, window_b: int = WINDOW) -> tuple[LinkProtocol, LinkProtocol]:
-    """Two OPEN links after the HELLO exchange, with their events drained."""
+    """Two OPEN, admitted links after the HELLO exchange, with their events drained."""
     a, b = new_link(window_a), new_link(window_b)
     a.send_hello(make_hello("node-a", window_a))
     b.send_hello(make_hello("node-b", window_b))
     roundtrip(a, b)
+    a.admit()
+    b.admit()
     assert a.state is LinkState.OPEN
     assert b.state is LinkState.OPEN
     assert [type(e) for e in a.events()] == [HelloReceived]
@@ -258,10 +260,10 @@ def test_hello_in_the_same_chunk_twice_fails_protocol_violation():
     link.send_hello(make_hello("node-b"))
     hello = encode_frame(FrameKind.HELLO, encode_hello(make_hello("node-a")))
     link.receive_data(hello + hello)
-    events = link.events()
-    assert [type(e) for e in events] == [HelloReceived, LinkFailed]
-    assert isinstance(events[1], LinkFailed)
-    assert events[1].code == ErrorCode.PROTOCOL_VIOLATION
+    assert [type(e) for e in link.events()] == [HelloReceived]  # the rest waits for admit()
+    link.admit()
+    event = only(link.events(), LinkFailed)
+    assert event.code == ErrorCode.PROTOCOL_VIOLATION
     assert link.state is LinkState.CLOSED
 
 
@@ -735,8 +737,9 @@ def test_message_queued_before_the_hello_exchange_is_sent_once_open():
     roundtrip(a, b)
     assert a.state is LinkState.OPEN
     assert a.pending_bytes == 0
-    events = b.events()
-    assert [type(e) for e in events] == [HelloReceived, MessageReceived]
+    assert [type(e) for e in b.events()] == [HelloReceived]
+    b.admit()
+    assert [type(e) for e in b.events()] == [MessageReceived]
     assert b.state is LinkState.OPEN
 
 
@@ -946,3 +949,52 @@ def test_open_link_survives_arbitrary_bytes(data, cut):
     else:
         assert a.state is LinkState.OPEN
     assert a.inbound_bytes <= WINDOW
+
+
+# -- admission: small frames before HELLO, nothing parsed after it until admit() --------
+
+
+def test_a_frame_larger_than_a_hello_before_the_hello_is_refused_on_its_header():
+    link = new_link()
+    link.receive_data(encode_header(FrameKind.HELLO, MAX_HELLO_SIZE + 1))
+    event = failure(link)
+    assert event.code == ErrorCode.FRAME_TOO_LARGE
+
+
+def test_the_dialer_holds_what_follows_the_peers_hello_until_admit():
+    dialer, acceptor = new_link(), new_link()
+    dialer.send_hello(make_hello("node-a"))
+    transfer(dialer, acceptor)
+    acceptor.send_hello(make_hello("node-b"))
+    acceptor.admit()  # nothing held on the acceptor: its link opened on its own HELLO
+    acceptor.send_message(1, b"right after the hello")
+    transfer(acceptor, dialer)
+    assert [type(e) for e in dialer.events()] == [HelloReceived]
+    assert dialer.inbound_bytes == 0  # held, not counted, not acted on
+    dialer.admit()
+    message = only(dialer.events(), MessageReceived)
+    assert message.body == b"right after the hello"
+    dialer.admit()  # a second admit is a no-op
+    assert dialer.events() == []
+
+
+def test_more_than_the_window_before_admission_fails_early_data_limit():
+    dialer = new_link(window=64 * 1024)
+    dialer.send_hello(make_hello("node-a"))
+    dialer.receive_data(encode_frame(FrameKind.HELLO, encode_hello(make_hello("node-b"))))
+    assert [type(e) for e in dialer.events()] == [HelloReceived]
+    junk = encode_frame(FrameKind.RESPONSE, request_id=1) * 1024  # 16 KiB, credit-exempt
+    for _ in range(9):  # 144 KiB: more than the 64 KiB window plus MAX_HELLO_SIZE
+        dialer.receive_data(junk)
+    event = failure(dialer)
+    assert event.code == ErrorCode.EARLY_DATA_LIMIT
+
+
+def test_the_acceptor_refuses_anything_but_goodbye_before_its_own_hello():
+    acceptor = new_link()
+    hello = encode_frame(FrameKind.HELLO, encode_hello(make_hello("node-a")))
+    acceptor.receive_data(hello + encode_frame(FrameKind.MESSAGE, b"x", cmd_id=1))
+    events = acceptor.events()
+    assert [type(e) for e in events] == [HelloReceived, LinkFailed]
+    assert isinstance(events[1], LinkFailed)
+    assert events[1].code == ErrorCode.HELLO_REQUIRED

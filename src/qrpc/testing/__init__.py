@@ -14,9 +14,10 @@ import itertools
 from pathlib import Path
 from typing import Any, Final
 
-from qrpc.certs import Issued, issue_ca, issue_node_cert, write_pem
 from qrpc.ids import new_node_id
-from qrpc.security import DEFAULT_DOMAIN, TLS
+from qrpc.tls.certs import Issued, issue_ca, issue_node_cert, write_pem
+from qrpc.tls.credentials import TLS
+from qrpc.tls.identity import DEFAULT_DOMAIN
 
 __all__ = ["TestPKI", "refused_tls"]
 

@@ -5,25 +5,37 @@ Rules this module protects:
 - Each side sends HELLO first and exactly once.  A frame other than HELLO
   before both HELLOs have been exchanged closes the link with
   HELLO_REQUIRED; a second HELLO with PROTOCOL_VIOLATION.
+- Before the peer's HELLO, frames may be at most `MAX_HELLO_SIZE` bytes,
+  so a peer that never completes HELLO cannot make this side buffer a
+  large frame.
+- The side that answers HELLO (the acceptor) stays in the HELLO state until
+  it sends its own, so anything but GOODBYE from the peer fails the link at
+  once.  On the side that sent HELLO first (the dialer) the peer's HELLO
+  opens the link; from then until `admit()` nothing more is parsed: what
+  arrives is held, up to the window plus `MAX_HELLO_SIZE` bytes (more fails
+  the link with EARLY_DATA_LIMIT), and handled in order once the local
+  side admitted the peer.  A peer therefore cannot make this side act on,
+  or buffer without bound, frames sent while its admission (auth hooks
+  included) is decided.
 - The sender of every frame is the authenticated peer of the connection.
-  No frame carries a sender field, so none can claim another origin
-  (DESIGN §3).
+  No frame carries a sender field, so none can claim another origin.
 - Message credit (``docs/protocol.md``): MESSAGE and REQUEST frames,
   counted header + body, may only be sent within the credit the receiver
   granted (its HELLO window, then CREDIT frames).  A peer that exceeds it is
   closed with FLOW_CONTROL.  The receiver grants credit back only once the
   application has *handled* a frame (`consumed`), so a slow handler pushes
   back on the sender instead of growing memory: QUIC flow control alone does
-  not (SECURITY-NOTES §2.6).  RESPONSE, ERROR, GOODBYE and CREDIT frames are
-  exempt, so a reply can always reach a requester whose inbound window is
-  full of messages.
+  not (aioquic raises its windows as bytes arrive, not as they are read).
+  RESPONSE, ERROR, GOODBYE and CREDIT frames are exempt, so a reply can
+  always reach a requester whose inbound window is full of messages.
 - After GOODBYE nothing more is sent; a frame after the peer's GOODBYE is a
   PROTOCOL_VIOLATION.
 - Any `ProtocolError` moves the link to CLOSED and emits one `LinkFailed`
   carrying the code to close the connection with.
 
-Inputs are `receive_data(data)`; commands are the `send_*` methods and
-`consumed`; outputs are pulled with `events()` and `data_to_send()`.
+Inputs are `receive_data(data)`; commands are the `send_*` methods,
+`admit` and `consumed`; outputs are pulled with `events()` and
+`data_to_send()`.
 Nothing here reads the clock, touches a socket or awaits.
 """
 
@@ -34,6 +46,7 @@ from enum import Enum
 from typing import Final
 
 from qrpc.errors import (
+    EarlyDataLimit,
     FlowControlViolation,
     HelloRequired,
     MalformedFrame,
@@ -63,7 +76,9 @@ from qrpc.wire.frames import (
 )
 from qrpc.wire.hello import Hello, decode_hello, encode_hello
 
-__all__ = ["LinkProtocol", "LinkState"]
+__all__ = ["MAX_HELLO_SIZE", "LinkProtocol", "LinkState"]
+
+MAX_HELLO_SIZE: Final = 64 * 1024  # bytes: largest frame accepted before the peer's HELLO
 
 _MESSAGE: Final = int(FrameKind.MESSAGE)
 _REQUEST: Final = int(FrameKind.REQUEST)
@@ -100,8 +115,13 @@ class LinkProtocol:
         "_decoder",
         "_done_sending",
         "_events",
+        "_held",
+        "_held_bytes",
         "_hello_sent",
+        "_hold_limit",
+        "_holding",
         "_idle_grant_at",
+        "_max_frame_size",
         "_out",
         "_pending",
         "_recv_used",
@@ -124,7 +144,12 @@ class LinkProtocol:
         "Bytes of MESSAGE/REQUEST frames queued here, waiting for credit."
         self.unsent_bytes = 0
         "Bytes of MESSAGE/REQUEST frames released but not yet pulled by `data_to_send()`."
-        self._decoder = FrameDecoder(max_frame_size)
+        self._decoder = FrameDecoder(min(max_frame_size, MAX_HELLO_SIZE))
+        self._max_frame_size = max_frame_size
+        self._hold_limit = window + MAX_HELLO_SIZE
+        self._holding = False
+        self._held: list[tuple[int, int, int, bytes]] = []
+        self._held_bytes = 0
         self._hello_sent = False
         self._done_sending = False
         self._out: list[bytes] = []
@@ -164,6 +189,11 @@ class LinkProtocol:
         return self._credit
 
     @property
+    def sending(self) -> bool:
+        """False once this side sent GOODBYE or the link failed: commands are no-ops then."""
+        return not self._done_sending
+
+    @property
     def inbound_bytes(self) -> int:
         """Bytes of received MESSAGE/REQUEST frames not yet re-granted as credit."""
         return self._recv_used
@@ -175,12 +205,39 @@ class LinkProtocol:
         `data_to_send()`."""
         if self.state is LinkState.CLOSED:
             return
+        decoder = self._decoder
         try:
-            if not self._decoder.feed(data):
-                return  # inside a large frame's body: nothing to parse yet
+            complete = decoder.feed(data)
         except ProtocolError as exc:
             self._fail(exc)
             return
+        if self._holding:
+            held = decoder.buffered + self._held_bytes
+            if held > self._hold_limit:
+                self._fail(
+                    EarlyDataLimit(f"{held} bytes before admission, limit {self._hold_limit}")
+                )
+            return
+        if complete:  # else: inside a large frame's body, nothing to parse yet
+            self._parse()
+
+    def admit(self) -> None:
+        """The local side admitted the peer: handle what arrived since its HELLO;
+        then call `events()` and `data_to_send()`."""
+        if not self._holding:
+            return
+        self._holding = False
+        held, self._held = self._held, []
+        self._held_bytes = 0
+        try:
+            self._handle_frames(held)
+        except ProtocolError as exc:
+            self._fail(exc)
+            return
+        if self.state is not LinkState.CLOSED:
+            self._parse()
+
+    def _parse(self) -> None:
         frames: list[tuple[int, int, int, bytes]] = []
         error: ProtocolError | None = None
         try:
@@ -201,7 +258,7 @@ class LinkProtocol:
         window = self.window
         used = self._recv_used
         receiving = self._receiving()
-        for kind, cmd_id, request_id, body in frames:
+        for index, (kind, cmd_id, request_id, body) in enumerate(frames):
             if kind in (_MESSAGE, _REQUEST):
                 if not receiving:
                     self._recv_used = used
@@ -220,6 +277,10 @@ class LinkProtocol:
                 self._handle_control(Frame(FrameKind(kind), cmd_id, request_id, body))
                 used = self._recv_used
                 receiving = self._receiving()
+                if self._holding:  # the peer's HELLO: the rest waits for admit()
+                    self._held = frames[index + 1 :]
+                    self._held_bytes = sum(HEADER_SIZE + len(f[3]) for f in self._held)
+                    break
         self._recv_used = used
 
     def _receiving(self) -> bool:
@@ -238,6 +299,8 @@ class LinkProtocol:
                 raise ProtocolError("second HELLO")
             hello = decode_hello(frame.body)
             self.peer_hello = hello
+            self._decoder.max_frame_size = self._max_frame_size
+            self._holding = self._hello_sent  # the dialer's link opens here: hold until admit()
             self._credit = hello.window
             if self._hello_sent and self.state is LinkState.HELLO:
                 self.state = LinkState.OPEN
@@ -275,6 +338,9 @@ class LinkProtocol:
 
     def _fail(self, exc: ProtocolError) -> None:
         self.state = LinkState.CLOSED
+        self._holding = False
+        self._held = []
+        self._held_bytes = 0
         self._done_sending = True
         self._pending.clear()
         self.pending_bytes = 0

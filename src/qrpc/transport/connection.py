@@ -2,14 +2,17 @@
 
 It runs the aioquic loop for its `QrpcQuicConnection` -- feed datagrams,
 drain events, hand stream bytes up, transmit, re-arm one timer -- and
-nothing else.  The owner (the node) attaches three callbacks:
+nothing else.  It knows its endpoint only through `ConnectionHost`, the
+few calls it makes on it.  The owner (a `qrpc.runtime` link) attaches
+three callbacks:
 
 - ``on_data(bytes)``: bytes received on the link's stream;
 - ``pull_data() -> bytes``: bytes to send, pulled once per flush;
 - ``on_closed(connection)``: called once, when the connection is gone.
 
 qrpc uses one long-lived bidirectional stream per connection (stream 0,
-opened by the dialer), never a stream per message (DESIGN §3).  A peer
+opened by the dialer), never a stream per message: aioquic moves about
+150k small messages/s over one stream, under 1k/s with a stream each.  A peer
 using any other stream is closed with BAD_STREAM.  Writes are coalesced:
 `want_flush()` marks the connection dirty and the endpoint transmits every
 dirty connection once per event-loop turn.
@@ -22,13 +25,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from aioquic.quic import events
 from aioquic.quic.connection import NetworkAddress
 from aioquic.quic.packet import QuicErrorCode
 
-from qrpc._mtls import QrpcQuicConnection
 from qrpc.codes import ErrorCode
 from qrpc.errors import (
     ConnectError,
@@ -40,12 +42,10 @@ from qrpc.errors import (
     PeerIdMismatch,
     SelfConnection,
 )
-from qrpc.identity import PeerIdentity
+from qrpc.tls.identity import PeerIdentity
+from qrpc.transport.mtls import QrpcQuicConnection
 
-if TYPE_CHECKING:
-    from qrpc.transport import Endpoint
-
-__all__ = ["Connection"]
+__all__ = ["Connection", "ConnectionHost"]
 
 STREAM_ID: Final = 0  # the link's stream: client-initiated bidirectional
 SEND_BUFFER: Final = 1024 * 1024  # bytes: hand aioquic more only while fewer are unacked
@@ -58,6 +58,32 @@ def _ignore(*args: Any) -> None:
     return None
 
 
+class ConnectionHost(Protocol):
+    """What a `Connection` needs from the endpoint that drives it."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop timers run on."""
+
+    def sendto(self, data: bytes, addr: NetworkAddress) -> None:
+        """Send one datagram."""
+
+    def schedule_flush(self, conn: Connection) -> None:
+        """Call `conn.transmit()` at the end of this event-loop turn."""
+
+    def route(self, cid: bytes, conn: Connection | None) -> None:
+        """Send datagrams for connection ID `cid` to `conn` (None: stop)."""
+
+    def handshake_completed(self, conn: Connection) -> None:
+        """TLS finished, both certificates verified."""
+
+    def connection_promoted(self, conn: Connection) -> None:
+        """The owner admitted the link: it is no longer half-open."""
+
+    def connection_closed(self, conn: Connection) -> None:
+        """The connection terminated: forget it."""
+
+
 class Connection:
     """One QUIC connection of an `Endpoint`."""
 
@@ -67,7 +93,7 @@ class Connection:
         "_dirty",
         "_early",
         "_early_size",
-        "_endpoint",
+        "_host",
         "_timer",
         "_timer_at",
         "answered",
@@ -86,14 +112,22 @@ class Connection:
         "timed_out",
     )
 
-    def __init__(self, endpoint: Endpoint, quic: QrpcQuicConnection, *, is_client: bool) -> None:
-        self._endpoint = endpoint
+    def __init__(
+        self,
+        host: ConnectionHost,
+        quic: QrpcQuicConnection,
+        *,
+        is_client: bool,
+        handshake_timeout: float,
+    ) -> None:
+        self._host = host
         self.quic = quic
         self.is_client = is_client
         self.on_data: Callable[[bytes], None] | None = None
         self.on_closed: Callable[[Connection], None] = _ignore
         self.pull_data: Callable[[], bytes] | None = None
-        self.handshake: asyncio.Future[None] = endpoint.loop.create_future()
+        loop = host.loop
+        self.handshake: asyncio.Future[None] = loop.create_future()
         self.promoted = False
         "Set by the owner once HELLO completed: ends the handshake deadline and half-open count."
         self.closed = False
@@ -112,9 +146,7 @@ class Connection:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._close_timer: asyncio.TimerHandle | None = None
-        self._deadline = endpoint.loop.call_later(
-            endpoint.handshake_timeout, self._handshake_expired
-        )
+        self._deadline = loop.call_later(handshake_timeout, self._handshake_expired)
 
     def __repr__(self) -> str:
         role = "dialed" if self.is_client else "accepted"
@@ -154,13 +186,13 @@ class Connection:
         if not self.promoted:
             self.promoted = True
             self._deadline.cancel()
-            self._endpoint.connection_promoted(self)
+            self._host.connection_promoted(self)
 
     def want_flush(self) -> None:
         """Ask for a transmit at the end of this event-loop turn."""
         if not self._dirty and not self.closed:
             self._dirty = True
-            self._endpoint.schedule_flush(self)
+            self._host.schedule_flush(self)
 
     def close(self, code: int = ErrorCode.NO_ERROR, reason: str = "") -> None:
         """Close with an application error code; the peer sees `code` and `reason`."""
@@ -176,7 +208,7 @@ class Connection:
     def close_later(self, delay: float, code: int, reason: str) -> None:
         """Close after `delay` seconds unless the connection ends before."""
         if self._close_timer is None and not self.closed:
-            self._close_timer = self._endpoint.loop.call_later(delay, self.close, code, reason)
+            self._close_timer = self._host.loop.call_later(delay, self.close, code, reason)
 
     def ping(self) -> None:
         """Send a QUIC PING (keep-alive)."""
@@ -227,17 +259,16 @@ class Connection:
             data = pull()
             if data:
                 quic.send_stream_data(STREAM_ID, data)
-        endpoint = self._endpoint
-        for datagram, addr in quic.datagrams_to_send(now=endpoint.loop.time()):
-            endpoint.sendto(datagram, addr)
+        host = self._host
+        loop = host.loop
+        for datagram, addr in quic.datagrams_to_send(now=loop.time()):
+            host.sendto(datagram, addr)
         timer_at = quic.get_timer()
         if timer_at != self._timer_at:
             if self._timer is not None:
                 self._timer.cancel()
             self._timer = (
-                endpoint.loop.call_at(timer_at, self._handle_timer)
-                if timer_at is not None
-                else None
+                loop.call_at(timer_at, self._handle_timer) if timer_at is not None else None
             )
             self._timer_at = timer_at
 
@@ -251,7 +282,7 @@ class Connection:
     def _handle_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self.quic.handle_timer(now=self._endpoint.loop.time())
+        self.quic.handle_timer(now=self._host.loop.time())
         self._process_events()
         self.transmit()
 
@@ -262,7 +293,7 @@ class Connection:
             self.terminate()
 
     def expire_if_silent(self) -> None:
-        """Give up a dial to which the peer never answered (called by the endpoint).
+        """Give up a dial to which the peer never answered.
 
         Nothing is sent: the peer holds no state for us, and a CONNECTION_CLOSE
         would only reach a node that starts on that port later as a stray
@@ -280,13 +311,13 @@ class Connection:
             if kind is events.StreamDataReceived:
                 self._stream_data(event)  # type: ignore[arg-type]
             elif kind is events.HandshakeCompleted:
-                self._endpoint.handshake_completed(self)
+                self._host.handshake_completed(self)
                 if not self.handshake.done():
                     self.handshake.set_result(None)
             elif kind is events.ConnectionIdIssued:
-                self._endpoint.cid_issued(event.connection_id, self)  # type: ignore[attr-defined]
+                self._host.route(event.connection_id, self)  # type: ignore[attr-defined]
             elif kind is events.ConnectionIdRetired:
-                self._endpoint.cid_retired(event.connection_id)  # type: ignore[attr-defined]
+                self._host.route(event.connection_id, None)  # type: ignore[attr-defined]
             elif kind is events.ConnectionTerminated:
                 self._terminated(event)  # type: ignore[arg-type]
                 return
@@ -323,7 +354,7 @@ class Connection:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._endpoint.connection_closed(self)
+        self._host.connection_closed(self)
         if not self.handshake.done():
             self.handshake.set_exception(self.close_error())
             self.handshake.exception()  # retrieved: a dial may have been abandoned

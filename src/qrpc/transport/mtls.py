@@ -1,8 +1,11 @@
 """Mutual TLS on aioquic: the only module that touches aioquic internals.
 
 aioquic has no public API to request or verify client certificates
-(aioquic issues 541, 548, 586), and its client-side check is weaker than
-qrpc's (SECURITY-NOTES §2.1-2.3).  `QrpcQuicConnection` therefore swaps
+(aioquic issues 541, 548, 586): a stock server that sets the private flag
+to ask for one accepts an empty certificate, a foreign CA, an expired or
+self-signed leaf alike, checking only the CertificateVerify signature.  Its
+client-side check is weaker than qrpc's too (it accepts a server
+certificate without serverAuth, or with an RSA-1024 key).  `QrpcQuicConnection` therefore swaps
 the class of its TLS context, right after aioquic creates it in
 `QuicConnection._initialize`, for `_VerifyingContext`, which:
 
@@ -18,11 +21,16 @@ is decrypted.  The alert's reason on the wire is generic; the detailed
 `PeerAuthError` stays local in `auth_error`.  Everything used here is
 checked by `tests/test_mtls_internals.py`, which fails loudly if aioquic
 changes under us; keep the aioquic pin in pyproject.toml narrow.
+
+`quic_configuration` builds the aioquic configuration for one role.  It
+never enables session tickets: a resumed session skips the client
+certificate (aioquic sends a CertificateRequest only without a PSK).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -34,10 +42,14 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.quic.stream import QuicStreamSender
 from cryptography import x509
 
+from qrpc.config import QuicSettings
 from qrpc.errors import HandshakeError, PeerAuthError, PeerIdMismatch
-from qrpc.identity import Alert, PeerIdentity, Role, verify_peer
+from qrpc.tls.credentials import TLS
+from qrpc.tls.identity import Alert, PeerIdentity, Role, verify_peer
 
-__all__ = ["PRIVATE_API", "PeerPolicy", "QrpcQuicConnection"]
+__all__ = ["ALPN", "PRIVATE_API", "PeerPolicy", "QrpcQuicConnection", "quic_configuration"]
+
+ALPN: Final = "qrpc/1"
 
 PRIVATE_API: Final = (
     (QuicConnection, "_initialize"),
@@ -172,3 +184,26 @@ class QrpcQuicConnection(QuicConnection):
         """Why this side refused the peer's certificate, if it did."""
         context = getattr(self, "tls", None)
         return getattr(context, "qrpc_error", None)
+
+
+def quic_configuration(tls: TLS, *, is_client: bool, settings: QuicSettings) -> QuicConfiguration:
+    """Return an aioquic configuration for one role, carrying `tls`'s credentials.
+
+    The client-side `verify_mode` is CERT_NONE because qrpc verifies the
+    server certificate itself, inside the handshake, with the same rules as
+    for clients (`_VerifyingContext`); aioquic's own check is weaker.
+    """
+    config = QuicConfiguration(
+        is_client=is_client,
+        alpn_protocols=[ALPN],
+        verify_mode=ssl.CERT_NONE,
+        idle_timeout=settings.idle_timeout,
+        max_datagram_size=settings.max_datagram_size,
+        max_data=settings.max_data,
+        max_stream_data=settings.max_stream_data,
+        congestion_control_algorithm=settings.congestion_control,
+    )
+    config.certificate = tls.certificate
+    config.certificate_chain = list(tls.chain)
+    config.private_key = tls.private_key
+    return config

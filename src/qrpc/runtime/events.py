@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Final
 
-from qrpc.config import Peer
-from qrpc.identity import PeerIdentity
+from qrpc.config import PeerAddress
 from qrpc.policy import FailureKind
+from qrpc.tls.identity import PeerIdentity
 
 __all__ = [
     "Connected",
@@ -36,7 +36,7 @@ DEFAULT_CAPACITY: Final = 1024  # events buffered per stream
 class Connecting:
     """A dial attempt to a bootstrap peer started."""
 
-    peer: Peer
+    peer: PeerAddress
     """The bootstrap entry being dialed."""
     attempt: int
     """1 for the first attempt after a success or start, then 2, 3, ..."""
@@ -72,7 +72,7 @@ class Disconnected:
 class ConnectFailed:
     """A dial attempt failed."""
 
-    peer: Peer
+    peer: PeerAddress
     """The bootstrap entry that failed."""
     kind: FailureKind
     """TRANSIENT (will retry) or PERMANENT (the dial loop stopped)."""
@@ -158,7 +158,7 @@ class EventStream:
 
 
 class EventHub:
-    """Fans events out to every open `EventStream` (internal to the node)."""
+    """Fans events out to every open `EventStream` (the node owns one)."""
 
     __slots__ = ("_closed", "_streams")
 

@@ -1,18 +1,21 @@
 """`Endpoint`: one UDP socket per node that both accepts and dials.
 
-This is the only module (with `qrpc.connection`) that does IO.  It owns the
-socket, demultiplexes datagrams to `Connection`s by destination connection
-ID, creates a server-side connection for each acceptable Initial packet,
-and transmits every dirty connection once per event-loop turn.
+This is the only module (with `qrpc.transport.connection`) that does
+socket IO.  It owns the socket, demultiplexes datagrams to `Connection`s by
+destination connection ID, creates a server-side connection for each
+acceptable Initial packet, transmits every dirty connection once per
+event-loop turn, and pings established connections as keep-alive.
 
 Reading drains up to `READ_BATCH` datagrams per readiness event before
 transmitting, so the ACKs and replies for a burst leave together (asyncio's
 datagram transport reads one datagram per loop iteration).
 
-Limits enforced here (SECURITY-NOTES §2.7): at most `max_half_open`
-accepted connections that have not completed TLS + HELLO (further Initials
-are dropped before any state is allocated), a handshake deadline per
-connection, and optional address validation with Retry packets.
+Limits enforced here (aioquic's own server keeps a connection object, about
+85 KiB, for every Initial of an unknown connection ID, until its 60 s idle
+timeout): at most `max_half_open` accepted connections that have not
+completed TLS + HELLO (further Initials are dropped before any state is
+allocated), a handshake deadline per connection, and optional address
+validation with Retry packets.
 """
 
 from __future__ import annotations
@@ -37,12 +40,12 @@ from aioquic.quic.packet import (
 )
 from aioquic.quic.retry import QuicRetryTokenHandler
 
-from qrpc._mtls import PeerPolicy, QrpcQuicConnection
 from qrpc.config import Limits, QuicSettings
-from qrpc.connection import Connection
 from qrpc.errors import ConfigError, ConnectError
-from qrpc.identity import identity_name
-from qrpc.security import TLS
+from qrpc.tls.credentials import TLS
+from qrpc.tls.identity import identity_name
+from qrpc.transport.connection import Connection
+from qrpc.transport.mtls import PeerPolicy, QrpcQuicConnection, quic_configuration
 
 __all__ = ["Endpoint", "EndpointStats"]
 
@@ -81,14 +84,14 @@ class Endpoint:
         limits: Limits,
         on_accept: AcceptHandler,
     ) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.handshake_timeout = limits.handshake_timeout
+        self._loop = asyncio.get_running_loop()
+        self._handshake_timeout = limits.handshake_timeout
         self.stats = EndpointStats()
         self._sock = sock
         self._tls = tls
         self._settings = settings
-        self._server_config = tls.quic_configuration(is_client=False, settings=settings)
-        self._client_config = tls.quic_configuration(is_client=True, settings=settings)
+        self._server_config = quic_configuration(tls, is_client=False, settings=settings)
+        self._client_config = quic_configuration(tls, is_client=True, settings=settings)
         self._server_policy = PeerPolicy(trust=tls.trust, domain=tls.domain)
         self._max_half_open = limits.max_half_open
         self._on_accept = on_accept
@@ -100,8 +103,10 @@ class Endpoint:
         self._flush_handle: asyncio.Handle | None = None
         self._send_queue: deque[tuple[bytes, NetworkAddress]] = deque()
         self._closed = False
+        self._keepalive: asyncio.TimerHandle | None = None
         self.local_address: tuple[str, int] = sock.getsockname()[:2]
-        self.loop.add_reader(sock.fileno(), self._read_ready)
+        self._loop.add_reader(sock.fileno(), self._read_ready)
+        self._schedule_keepalive()
 
     @classmethod
     async def open(
@@ -141,6 +146,11 @@ class Endpoint:
         return cls(sock, tls=tls, settings=settings, limits=limits, on_accept=on_accept)
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the endpoint runs on."""
+        return self._loop
+
+    @property
     def family(self) -> int:
         """The socket's address family (peers are resolved in it)."""
         return self._sock.family
@@ -173,10 +183,10 @@ class Endpoint:
             config = replace(config, server_name=identity_name(policy.expected_id, policy.domain))
         quic = QrpcQuicConnection(configuration=config, policy=policy)
         conn = self._add(quic, is_client=True)
-        quic.connect(addr, now=self.loop.time())
+        quic.connect(addr, now=self._loop.time())
         conn.transmit()
         silence = (
-            self.loop.call_later(answer_timeout, conn.expire_if_silent)
+            self._loop.call_later(answer_timeout, conn.expire_if_silent)
             if answer_timeout is not None
             else None
         )
@@ -191,10 +201,12 @@ class Endpoint:
                 silence.cancel()
         return conn
 
-    # -- connection bookkeeping (called by Connection) -------------------------
+    # -- ConnectionHost: called by the connections ------------------------------
 
     def _add(self, quic: QrpcQuicConnection, *, is_client: bool) -> Connection:
-        conn = Connection(self, quic, is_client=is_client)
+        conn = Connection(
+            self, quic, is_client=is_client, handshake_timeout=self._handshake_timeout
+        )
         self.connections.add(conn)
         self._by_cid[quic.host_cid] = conn
         if not is_client:
@@ -217,25 +229,35 @@ class Endpoint:
         for cid in [cid for cid, c in self._by_cid.items() if c is conn]:
             del self._by_cid[cid]
 
-    def cid_issued(self, cid: bytes, conn: Connection) -> None:
-        """Route a new connection ID of ours to `conn`."""
-        self._by_cid[cid] = conn
-
-    def cid_retired(self, cid: bytes) -> None:
-        """Stop routing a retired connection ID."""
-        self._by_cid.pop(cid, None)
+    def route(self, cid: bytes, conn: Connection | None) -> None:
+        """Route connection ID `cid` of ours to `conn`, or stop routing it (None)."""
+        if conn is None:
+            self._by_cid.pop(cid, None)
+        else:
+            self._by_cid[cid] = conn
 
     def schedule_flush(self, conn: Connection) -> None:
         """Transmit `conn` at the end of this event-loop turn."""
         self._dirty.append(conn)
         if self._flush_handle is None:
-            self._flush_handle = self.loop.call_soon(self._flush)
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_handle = None
         dirty, self._dirty = self._dirty, []
         for conn in dirty:
             conn.transmit()
+
+    def _schedule_keepalive(self) -> None:
+        interval = self._settings.keepalive_interval
+        if interval is not None and not self._closed:
+            self._keepalive = self._loop.call_later(interval, self._send_keepalives)
+
+    def _send_keepalives(self) -> None:
+        for conn in self.connections:
+            if conn.promoted:
+                conn.ping()
+        self._schedule_keepalive()
 
     # -- socket IO -------------------------------------------------------------
 
@@ -250,7 +272,7 @@ class Endpoint:
         except BlockingIOError:
             self.stats.send_queued += 1
             self._send_queue.append((data, addr))
-            self.loop.add_writer(self._sock.fileno(), self._write_ready)
+            self._loop.add_writer(self._sock.fileno(), self._write_ready)
         except OSError:
             pass  # unreachable destination: QUIC's loss recovery and timeouts handle it
 
@@ -265,11 +287,11 @@ class Endpoint:
             except OSError:
                 pass
             queue.popleft()
-        self.loop.remove_writer(self._sock.fileno())
+        self._loop.remove_writer(self._sock.fileno())
 
     def _read_ready(self) -> None:
         sock = self._sock
-        now = self.loop.time()
+        now = self._loop.time()
         for _ in range(READ_BATCH):
             try:
                 data, addr = sock.recvfrom(65536)
@@ -283,7 +305,7 @@ class Endpoint:
             # Move the transmit behind the handler wake-ups this batch scheduled,
             # so replies leave with the ACKs instead of one loop turn later.
             self._flush_handle.cancel()
-            self._flush_handle = self.loop.call_soon(self._flush)
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     def _datagram_received(self, data: bytes, addr: NetworkAddress, now: float) -> None:
         if data and not data[0] & 0x80:  # short header: DCID right after the first byte
@@ -363,7 +385,7 @@ class Endpoint:
                     address=addr,
                     original_destination_connection_id=dcid,
                     retry_source_connection_id=source_cid,
-                    now=self.loop.time(),
+                    now=self._loop.time(),
                 ),
             ),
             addr,
@@ -376,6 +398,8 @@ class Endpoint:
         if self._closed:
             return
         self._closed = True
+        if self._keepalive is not None:
+            self._keepalive.cancel()
         for conn in list(self.connections):
             conn.close()
             conn.terminate()
@@ -383,7 +407,7 @@ class Endpoint:
             self._flush_handle.cancel()
             self._flush_handle = None
         self._write_ready_final()
-        self.loop.remove_reader(self._sock.fileno())
+        self._loop.remove_reader(self._sock.fileno())
         self._sock.close()
 
     def abort(self) -> None:
@@ -392,21 +416,23 @@ class Endpoint:
         if self._closed:
             return
         self._closed = True
+        if self._keepalive is not None:
+            self._keepalive.cancel()
         self._send_queue.clear()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
         self._dirty.clear()
         with contextlib.suppress(ValueError, OSError):
-            self.loop.remove_writer(self._sock.fileno())
-        self.loop.remove_reader(self._sock.fileno())
+            self._loop.remove_writer(self._sock.fileno())
+        self._loop.remove_reader(self._sock.fileno())
         self._sock.close()
         for conn in list(self.connections):
             conn.terminate()
 
     def _write_ready_final(self) -> None:
         if self._send_queue:
-            self.loop.remove_writer(self._sock.fileno())
+            self._loop.remove_writer(self._sock.fileno())
             while self._send_queue:
                 data, addr = self._send_queue.popleft()
                 with contextlib.suppress(OSError):

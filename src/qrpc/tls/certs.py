@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from qrpc.identity import identity_name
 from qrpc.ids import new_node_id, normalize_node_id
-from qrpc.security import DEFAULT_DOMAIN, PrivateKey
+from qrpc.tls.identity import DEFAULT_DOMAIN, identity_name
+from qrpc.tls.pem import PrivateKey
 
 __all__ = ["Issued", "KeyType", "issue_ca", "issue_node_cert", "new_key", "write_pem"]
 

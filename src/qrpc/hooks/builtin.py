@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from qrpc.hooks import hookimpl
+from qrpc.hooks.specs import hookimpl
+from qrpc.hooks.view import NodeView
 from qrpc.policy import FailureKind
 
 if TYPE_CHECKING:
-    from qrpc.config import Peer
-    from qrpc.identity import PeerIdentity
-    from qrpc.node import Node
+    from qrpc.config import PeerAddress
+    from qrpc.tls.identity import PeerIdentity
 
 
 @hookimpl(trylast=True)
@@ -25,7 +25,7 @@ def qrpc_certified_node_id(identity: PeerIdentity) -> str | None:
 
 @hookimpl(trylast=True)
 def qrpc_next_reconnect_delay(
-    node: Node, peer: Peer, attempt: int, kind: FailureKind
+    node: NodeView, peer: PeerAddress, attempt: int, kind: FailureKind
 ) -> float | Literal[False]:
     """Stop on permanent failures; otherwise back off exponentially with jitter."""
     if kind is FailureKind.PERMANENT:

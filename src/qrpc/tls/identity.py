@@ -3,7 +3,7 @@
 A peer proves its node ID with a certificate chained to the configured CA
 that carries exactly one *identity SAN*: the DNS name
 ``<node-id>.node.<domain>`` (``docs/security.md``).  `verify_peer` is the
-one verifier both roles use; the TLS hook in `qrpc._mtls` calls it during
+one verifier both roles use; the TLS hook in `qrpc.transport.mtls` calls it during
 the handshake.  On top of `cryptography`'s WebPKI checks (chain, validity,
 basic constraints, key usage, critical extensions, CA key strength) it
 requires:
@@ -44,6 +44,7 @@ from qrpc.errors import PeerAuthError, PeerIdMismatch
 from qrpc.ids import is_node_id
 
 __all__ = [
+    "DEFAULT_DOMAIN",
     "MAX_CHAIN_DEPTH",
     "Alert",
     "PeerIdentity",
@@ -53,6 +54,7 @@ __all__ = [
     "verify_peer",
 ]
 
+DEFAULT_DOMAIN: Final = "qrpc"  # trust domain of identity SANs unless configured
 MAX_CHAIN_DEPTH: Final = 1  # intermediates allowed between leaf and root
 MIN_RSA_BITS: Final = 2048
 Role = Literal["client", "server"]
@@ -131,7 +133,7 @@ def verify_peer(
         domain: the trust domain of identity SANs.
         role: "client" if the peer dialed us, "server" if we dialed it.
         now: the validation time (a verifier is built per call, so expiry is
-            judged at the handshake, not at startup: SECURITY-NOTES §3.2).
+            judged at the handshake, not at the time a verifier was first built).
         expected_id: the node ID the dialer expects, if it knows one.
 
     Raises:

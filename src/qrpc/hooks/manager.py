@@ -1,0 +1,75 @@
+"""Building the plugin manager: the built-in plugin, entry points, plugins given in code.
+
+Plugins come from the entry-point group ``qrpc`` (the value is a module or
+an instance, never a class) and from ``Node(plugins=[...])``.  Set
+``QRPC_DISABLE_PLUGIN_AUTOLOAD=1`` or pass ``autoload=False`` to load only
+the plugins given in code.  Loading happens when a node is constructed,
+never at import.  Hook names are checked at once: a misspelt ``qrpc_*``
+function fails loudly (`pm.check_pending()`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Final
+
+import pluggy
+
+from qrpc.errors import ConfigError
+from qrpc.hooks import builtin
+from qrpc.hooks.specs import PROJECT, HookSpecs
+
+__all__ = ["AUTOLOAD_ENV", "BUILTIN_NAME", "ENTRY_POINT_GROUP", "get_plugin_manager"]
+
+ENTRY_POINT_GROUP: Final = "qrpc"
+AUTOLOAD_ENV: Final = "QRPC_DISABLE_PLUGIN_AUTOLOAD"
+BUILTIN_NAME: Final = "qrpc.builtin"
+
+
+def get_plugin_manager(
+    plugins: Iterable[object] = (), *, autoload: bool = True
+) -> pluggy.PluginManager:
+    """Return a plugin manager with the built-in plugin, entry-point plugins
+    (unless disabled) and `plugins`, checked for misspelt hooks.
+
+    Raises:
+        ConfigError: a plugin fails to load, is a class, or implements an
+            unknown ``qrpc_*`` hook.
+    """
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(HookSpecs)
+    pm.register(builtin, name=BUILTIN_NAME)
+    if autoload and not os.environ.get(AUTOLOAD_ENV):
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist is not None else "?"
+            where = f"entry point {ep.name!r} ({ep.value}) of {dist}"
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                raise ConfigError(where, f"failed to load: {exc!r}") from exc
+            _register(pm, plugin, where, name=f"{dist}:{ep.name}")
+    for plugin in plugins:
+        _register(pm, plugin, f"plugin {plugin!r}")
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise ConfigError("plugins", str(exc)) from None
+    return pm
+
+
+def _register(
+    pm: pluggy.PluginManager, plugin: object, where: str, name: str | None = None
+) -> None:
+    if isinstance(plugin, type):
+        raise ConfigError(where, "is a class; register a module or an instance (pluggy issue 643)")
+    if not isinstance(plugin, ModuleType) and not any(
+        name_.startswith("qrpc_") for name_ in dir(plugin)
+    ):
+        raise ConfigError(where, "implements no qrpc_* hook")
+    try:
+        pm.register(plugin, name=name)
+    except (ValueError, pluggy.PluginValidationError) as exc:
+        raise ConfigError(where, str(exc)) from None

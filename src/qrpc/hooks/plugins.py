@@ -1,0 +1,136 @@
+"""`Plugins`: the one place the runtime calls hooks, each call guarded.
+
+- Observer hooks (`node_started`, `peer_connected`, ...) are called after
+  the state change they report is complete; an impl that raises is logged
+  with its traceback and ignored, so a plugin bug cannot leave the node
+  half-updated.
+- Decision hooks fail safe: a raising auth or certified-ID hook refuses the
+  peer; a raising reconnect policy falls back to the built-in one; a raising
+  tracer factory leaves the link untraced.
+- Every hook is called with keyword arguments and ``node`` as a read-only
+  `NodeView`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from qrpc.hooks.tracer import Tracer
+from qrpc.hooks.view import NodeView
+from qrpc.policy import FailureKind
+
+if TYPE_CHECKING:
+    from qrpc.config import PeerAddress
+    from qrpc.tls.identity import PeerIdentity
+    from qrpc.wire.hello import Hello
+    from qrpc_codecs import Codec
+
+__all__ = ["Plugins"]
+
+log = logging.getLogger("qrpc.plugins")
+
+
+class Plugins:
+    """The node's plugin manager, called the way the runtime needs it.
+
+    Args:
+        pm: the plugin manager (`qrpc.hooks.manager.get_plugin_manager`).
+        node: what hooks receive as ``node``.
+    """
+
+    __slots__ = ("_node", "pm")
+
+    def __init__(self, pm: pluggy.PluginManager, node: NodeView) -> None:
+        self.pm = pm
+        self._node = node
+
+    # -- observers: after the fact, logged and ignored if they raise ----------
+
+    def node_started(self) -> None:
+        """The node is listening."""
+        self._observe("qrpc_node_started")
+
+    def node_stopped(self) -> None:
+        """The node has shut down."""
+        self._observe("qrpc_node_stopped")
+
+    def peer_connected(self, peer_id: str, identity: PeerIdentity) -> None:
+        """`peer_id` was registered."""
+        self._observe("qrpc_peer_connected", peer_id=peer_id, identity=identity)
+
+    def peer_disconnected(self, peer_id: str, code: int, reason: str) -> None:
+        """`peer_id` was unregistered."""
+        self._observe("qrpc_peer_disconnected", peer_id=peer_id, code=code, reason=reason)
+
+    def _observe(self, name: str, **kwargs: Any) -> None:
+        try:
+            getattr(self.pm.hook, name)(node=self._node, **kwargs)
+        except Exception:
+            log.exception("a %s hook raised; ignored", name)
+
+    # -- decisions: fail safe --------------------------------------------------
+
+    def certified_node_id(self, identity: PeerIdentity) -> str | None:
+        """The node ID `identity` proves, or None (refuse) -- also when a hook raises."""
+        try:
+            result = self.pm.hook.qrpc_certified_node_id(node=self._node, identity=identity)
+        except Exception:
+            log.exception("a qrpc_certified_node_id hook raised; refusing %s", identity.subject)
+            return None
+        return result if isinstance(result, str) else None
+
+    async def authorize(self, identity: PeerIdentity, hello: Hello, *, dialed: bool) -> bool:
+        """Run every auth hook; any False -- or any exception -- rejects."""
+        try:
+            results = self.pm.hook.qrpc_authorize_peer(
+                node=self._node, identity=identity, hello=hello, dialed=dialed
+            )
+        except Exception:
+            log.exception("an auth hook raised; rejecting peer %s", hello.node_id)
+            return False
+        pending = [r for r in results if inspect.isawaitable(r)]
+        values = [r for r in results if not inspect.isawaitable(r)]
+        values += await asyncio.gather(*pending, return_exceptions=True)  # all awaited, always
+        for value in values:
+            if isinstance(value, BaseException):
+                log.error("an auth hook raised %r; rejecting peer %s", value, hello.node_id)
+                return False
+        return all(value is not False for value in values)
+
+    def next_reconnect_delay(
+        self, peer: PeerAddress, attempt: int, error: BaseException, kind: FailureKind
+    ) -> float | None:
+        """Seconds before the next dial attempt, or None to stop dialing."""
+        try:
+            decision = self.pm.hook.qrpc_next_reconnect_delay(
+                node=self._node, peer=peer, attempt=attempt, error=error, kind=kind
+            )
+        except Exception:
+            log.exception("a reconnect-policy hook raised; using the built-in policy")
+            decision = False if kind is FailureKind.PERMANENT else self._node.backoff.delay(attempt)
+        if decision is False or decision is None:
+            return None
+        return max(0.0, float(decision))
+
+    def link_tracers(self, peer_id: str, identity: PeerIdentity) -> list[Tracer]:
+        """The tracers plugins want for a new link (none if a factory raises)."""
+        try:
+            results = self.pm.hook.qrpc_link_tracer(
+                node=self._node, peer_id=peer_id, identity=identity
+            )
+        except Exception:
+            log.exception("a qrpc_link_tracer hook raised; link to %s is not traced", peer_id)
+            return []
+        return [tracer for tracer in results if tracer is not None]
+
+    def codecs(self) -> Iterable[Codec]:
+        """Codecs that plugins bundle (``qrpc_register_codecs``); errors propagate
+        to the node's constructor, which reports them as `ConfigError`."""
+        for result in self.pm.hook.qrpc_register_codecs(node=self._node):
+            yield from result or ()

@@ -1,0 +1,316 @@
+"""`Inbox`: one peer's ordered backlog and the one supervised task that handles it.
+
+**One backlog per peer, not per link.**  Messages of one peer are handled
+in arrival order by one task, so a slow handler stalls only its own peer.
+When a peer's link is replaced (it reconnected, or restarted), the new link
+feeds the same inbox: what the old link had not delivered is handled first,
+and there are never two handler loops for one peer.  The task ends once the
+peer has no link and its backlog is empty.
+
+**Credit.**  Credit goes back to the link a message came on only after its
+handler finished, in batches (`PeerLink.consumed`), which bounds what a
+peer can make this node buffer.  Handlers registered with
+``concurrency=N`` run up to N at once per peer, each in its own task.
+
+**Supervision.**  Nothing a handler, tracer or codec raises ends the task:
+a request's failure becomes an ERROR for the requester, a one-way message's
+is logged.  `CancelledError` propagates only when the task itself is being
+cancelled (`stop()`); a handler that lets one escape on its own counts as a
+failed handler.  If the task ever ends otherwise, `on_crash(peer_id)` is
+called so the owner closes the link (INTERNAL_ERROR) -- never a live but
+deaf link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from qrpc.codes import RemoteErrorCode
+from qrpc.runtime.context import Context, NodeHandle
+from qrpc.runtime.link import Inbound, PeerLink
+
+__all__ = ["HandlerSpec", "Inbox"]
+
+log = logging.getLogger("qrpc.node")
+Handler = Callable[[Context, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSpec:
+    """A handler and how many of its calls may run at once per peer."""
+
+    fn: Handler
+    concurrency: int = 1
+
+
+class Inbox:
+    """The backlog of one peer (see the module docstring).
+
+    Args:
+        peer_id: the peer's node ID.
+        handlers: the node's live cmd_id -> handler table.
+        node: what handlers reach as ``ctx.node``.
+        on_done: called with this inbox when its task has ended.
+        on_crash: called with the peer ID if the task failed (a bug).
+    """
+
+    __slots__ = (
+        "_backlog",
+        "_credit",
+        "_credit_link",
+        "_handlers",
+        "_node",
+        "_on_crash",
+        "_shared_context",
+        "_slots",
+        "_tasks",
+        "_wake",
+        "active",
+        "peer_id",
+        "task",
+    )
+
+    def __init__(
+        self,
+        peer_id: str,
+        handlers: Mapping[int, HandlerSpec],
+        node: NodeHandle,
+        *,
+        on_done: Callable[[Inbox], None],
+        on_crash: Callable[[str], None],
+    ) -> None:
+        self.peer_id = peer_id
+        self.active = True
+        "True while the peer has a registered link; the task ends when False and idle."
+        self._handlers = handlers
+        self._node = node
+        self._on_crash = on_crash
+        self._backlog: deque[tuple[PeerLink, Inbound]] = deque()
+        self._wake: asyncio.Future[None] | None = None
+        self._slots: dict[int, asyncio.Semaphore] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._shared_context: tuple[PeerLink, Context] | None = None
+        self._credit_link: PeerLink | None = None
+        self._credit = 0  # bytes handled on `_credit_link` and not yet reported
+        self.task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"qrpc-dispatch-{peer_id}"
+        )
+        self.task.add_done_callback(lambda task: self._ended(task, on_done))
+
+    def __repr__(self) -> str:
+        return f"<Inbox {self.peer_id} {len(self._backlog)} queued>"
+
+    # -- fed by links (MessageSink) ------------------------------------------------
+
+    def put(self, link: PeerLink, event: Inbound) -> None:
+        """Queue a message or request received on `link`."""
+        self._backlog.append((link, event))
+
+    def wake(self) -> None:
+        """Let the task look at the backlog again."""
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def deactivate(self) -> None:
+        """The peer has no registered link any more: end once the backlog is handled."""
+        self.active = False
+        self.wake()
+
+    # -- the task ------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backlog = self._backlog
+        handlers = self._handlers
+        loop = asyncio.get_running_loop()
+        while True:
+            if not backlog:
+                self._report_credit(idle=True)
+                if not self.active:
+                    return
+                self._wake = loop.create_future()
+                await self._wake
+                self._wake = None
+                continue
+            link, event = backlog.popleft()
+            if link is not self._credit_link:
+                self._report_credit(idle=False)
+                self._credit_link = link
+            spec = handlers.get(event.cmd_id)
+            if spec is not None and spec.concurrency > 1:
+                await self._start_concurrent(spec, link, event)
+                continue
+            await self._supervised(link, event, spec)
+            self._credit += event.size
+            if self._credit >= link.credit_step:
+                self._report_credit(idle=not backlog)
+
+    def _report_credit(self, *, idle: bool) -> None:
+        link = self._credit_link
+        if link is not None and self._credit:
+            link.consumed(self._credit, idle=idle)
+        self._credit = 0
+
+    async def _start_concurrent(self, spec: HandlerSpec, link: PeerLink, event: Inbound) -> None:
+        slots = self._slots.get(event.cmd_id)
+        if slots is None:
+            slots = self._slots[event.cmd_id] = asyncio.Semaphore(spec.concurrency)
+        await slots.acquire()
+        task = asyncio.get_running_loop().create_task(
+            self._run_concurrent(spec, link, event, slots), name=f"qrpc-handler-{self.peer_id}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_concurrent(
+        self, spec: HandlerSpec, link: PeerLink, event: Inbound, slots: asyncio.Semaphore
+    ) -> None:
+        try:
+            await self._supervised(link, event, spec)
+        finally:
+            slots.release()
+            link.consumed(event.size, idle=not self._backlog)
+
+    async def _supervised(self, link: PeerLink, event: Inbound, spec: HandlerSpec | None) -> None:
+        """Handle one message; only the task's own cancellation escapes."""
+        try:
+            await self._handle(link, event, spec)
+        except asyncio.CancelledError:
+            if _being_cancelled():
+                raise  # stop(): the node is shutting down
+            log.error("handling a message from %s was cancelled from inside", link.peer_id)
+        except Exception:  # a bug of ours, or a tracer scope that failed to enter
+            log.exception("handling cmd_id %d from %s failed", event.cmd_id, link.peer_id)
+            if event.request_id:
+                link.fail_request(event.request_id, RemoteErrorCode.HANDLER_ERROR, "internal error")
+
+    async def _handle(self, link: PeerLink, event: Inbound, spec: HandlerSpec | None) -> None:
+        cmd_id = event.cmd_id
+        request_id = event.request_id
+        decode = link.decoders.get(cmd_id)
+        if decode is None:
+            text = f"cmd_id {cmd_id} is not registered"
+            self._refuse(link, request_id, RemoteErrorCode.UNKNOWN_COMMAND, text)
+            return
+        try:
+            message = decode(event.body)
+        except Exception as exc:  # CodecError, or anything a third-party codec raises
+            self._refuse(link, request_id, RemoteErrorCode.DECODE_ERROR, f"cmd_id {cmd_id}: {exc}")
+            return
+        for tracer in link.tracers:
+            try:
+                tracer.on_receive(link.peer_id, cmd_id, message, event.size)
+            except Exception:
+                log.exception("a tracer's on_receive raised; ignored")
+        if spec is None:
+            text = f"no handler for cmd_id {cmd_id}"
+            self._refuse(link, request_id, RemoteErrorCode.NO_HANDLER, text)
+            return
+        if not request_id:
+            result, error = await self._invoke(
+                spec, self._message_context(link), link, cmd_id, message
+            )
+            if error is not None:
+                log.error(
+                    "handler for one-way cmd_id %d from %s raised: %s",
+                    cmd_id,
+                    link.peer_id,
+                    _describe(error),
+                    exc_info=error,
+                )
+            elif result is not None:
+                log.debug("handler for one-way cmd_id %d returned a value; ignored", cmd_id)
+            return
+        ctx = Context(link, request_id, self._node)
+        try:
+            result, error = await self._invoke(spec, ctx, link, cmd_id, message)
+        finally:
+            ctx.handler_returned()
+        if error is None:
+            if not ctx.replied:
+                link.respond(request_id, result)
+        elif ctx.replied:  # the requester has its answer; the failure is ours to log
+            log.error(
+                "handler for cmd_id %d from %s raised after replying: %s",
+                cmd_id,
+                link.peer_id,
+                _describe(error),
+                exc_info=error,
+            )
+        else:
+            log.info("handler for cmd_id %d from %s raised %r", cmd_id, link.peer_id, error)
+            link.fail_request(request_id, RemoteErrorCode.HANDLER_ERROR, _describe(error))
+
+    async def _invoke(
+        self, spec: HandlerSpec, ctx: Context, link: PeerLink, cmd_id: int, message: Any
+    ) -> tuple[Any, BaseException | None]:
+        """Run the handler (inside the tracers' scopes); return (result, None) or
+        (None, what it raised)."""
+        try:
+            tracers = link.tracers
+            if not tracers:
+                return await spec.fn(ctx, message), None
+            with contextlib.ExitStack() as stack:
+                for tracer in tracers:
+                    scope = tracer.handler_scope(link.peer_id, cmd_id, message)
+                    if scope is not None:
+                        stack.enter_context(scope)
+                return await spec.fn(ctx, message), None
+        except asyncio.CancelledError as exc:
+            if _being_cancelled():
+                raise
+            return None, exc
+        except Exception as exc:
+            return None, exc
+
+    def _message_context(self, link: PeerLink) -> Context:
+        # One-way messages of one link share a context: it holds nothing per message.
+        shared = self._shared_context
+        if shared is None or shared[0] is not link:
+            shared = self._shared_context = (link, Context(link, 0, self._node))
+        return shared[1]
+
+    def _refuse(self, link: PeerLink, request_id: int, code: RemoteErrorCode, text: str) -> None:
+        if request_id:
+            link.fail_request(request_id, code, text)
+        else:
+            log.warning("dropped a message from %s: %s", link.peer_id, text)
+
+    # -- ending --------------------------------------------------------------------
+
+    def _ended(self, task: asyncio.Task[None], on_done: Callable[[Inbox], None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "the dispatcher of %s failed; closing its link",
+                self.peer_id,
+                exc_info=task.exception(),
+            )
+            self._on_crash(self.peer_id)
+        on_done(self)
+
+    async def stop(self, keep: asyncio.Task[Any] | None = None) -> None:
+        """Cancel the task and the handler tasks, except `keep` (the task of a
+        handler that is closing the node itself), and wait for them."""
+        tasks = [t for t in (self.task, *self._tasks) if t is not keep]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _being_cancelled() -> bool:
+    """Whether the current task was asked to cancel (as opposed to user code raising
+    `CancelledError` on its own)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, asyncio.CancelledError):
+        return "the handler raised CancelledError without being cancelled"
+    return f"{type(error).__name__}: {error}"

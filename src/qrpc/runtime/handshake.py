@@ -1,0 +1,296 @@
+"""`Admission`: how a verified connection becomes a registered peer (the HELLO exchange).
+
+Both roles wait for the peer's HELLO.  The dialer sends its HELLO first,
+with every codec it accepts; the acceptor answers with its own HELLO
+naming the one codec it chose -- only after its checks passed, which is
+what tells the dialer it was accepted.  A TLS handshake alone proves
+nothing: in TLS 1.3 the client finishes before the server has judged its
+certificate.
+
+The checks, in order: the HELLO claims the node ID the certificate proves
+(``qrpc_certified_node_id``), the peer is not this node, a codec is shared,
+every auth hook approves (awaited; a raising hook refuses).  Then,
+synchronously so the table cannot change under it, the duplicate-link
+tie-break (`qrpc.policy.resolve_duplicate`) and the peer limit, and the
+link is registered.  A refused link is closed with the matching
+`ErrorCode` and the refusal raised as a `ConnectError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from qrpc.codes import ErrorCode
+from qrpc.config import Limits
+from qrpc.errors import (
+    ConnectError,
+    ConnectionLimitReached,
+    DuplicateLink,
+    PeerAuthError,
+    PeerIdMismatch,
+    SelfConnection,
+)
+from qrpc.hooks.plugins import Plugins
+from qrpc.policy import LinkFacts, Resolution, resolve_duplicate
+from qrpc.registry import Registry
+from qrpc.runtime.link import PeerLink
+from qrpc.runtime.peers import PeerTable
+from qrpc.transport.connection import Connection
+from qrpc.wire.hello import Hello
+from qrpc_codecs import Codec
+
+__all__ = ["Admission"]
+
+log = logging.getLogger("qrpc.node")
+
+
+class Admission:
+    """Runs the HELLO exchange and the admission checks for one node.
+
+    Args:
+        local_id: this node's ID.
+        incarnation: this node object's random incarnation (sent in HELLO).
+        limits: the node's limits.
+        registry: the node's message types.
+        codecs: the codecs this node speaks, preferred first.
+        plugins: the node's hooks.
+        table: where admitted links are registered.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_codecs",
+        "_incarnation",
+        "_limits",
+        "_local_id",
+        "_plugins",
+        "_registry",
+        "_table",
+        "_tasks",
+    )
+
+    def __init__(
+        self,
+        *,
+        local_id: str,
+        incarnation: int,
+        limits: Limits,
+        registry: Registry,
+        codecs: list[Codec],
+        plugins: Plugins,
+        table: PeerTable,
+    ) -> None:
+        self._local_id = local_id
+        self._incarnation = incarnation
+        self._limits = limits
+        self._registry = registry
+        self._codecs = codecs
+        self._plugins = plugins
+        self._table = table
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def _new_link(self, conn: Connection, *, dialed: bool) -> PeerLink:
+        limits = self._limits
+        return PeerLink(
+            conn,
+            registry=self._registry,
+            max_message_size=limits.max_message_size,
+            window=limits.inbound_window,
+            high_water=limits.outbound_high_water,
+            dialed=dialed,
+        )
+
+    def _hello(self, codecs: list[str]) -> Hello:
+        limits = self._limits
+        return Hello(
+            self._local_id,
+            self._incarnation,
+            codecs,
+            limits.max_message_size,
+            limits.inbound_window,
+        )
+
+    # -- acceptor --------------------------------------------------------------------
+
+    def accept(self, conn: Connection) -> None:
+        """An accepted connection completed TLS (the endpoint's accept handler)."""
+        if self._closed:
+            conn.close(ErrorCode.NO_ERROR, "shutting down")
+            return
+        link = self._new_link(conn, dialed=False)
+        task = asyncio.get_running_loop().create_task(self._accept(link), name="qrpc-accept")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _accept(self, link: PeerLink) -> None:
+        try:
+            hello = await link.hello
+            await self.admit(link, hello)
+        except ConnectError as exc:
+            log.info("refused a link from %s: %s", link.conn.remote_address, exc)
+        except Exception:
+            log.exception("admitting a link from %s failed", link.conn.remote_address)
+            link.close(ErrorCode.INTERNAL_ERROR, "internal error")
+
+    # -- dialer ----------------------------------------------------------------------
+
+    async def dialed(self, conn: Connection) -> str:
+        """Run HELLO on a connection this node dialed (TLS complete); register it.
+
+        Returns:
+            The peer's ID.
+
+        Raises:
+            ConnectError: the peer was refused, or refused us.
+        """
+        link = self._new_link(conn, dialed=True)
+        table = self._table
+        certified = self._plugins.certified_node_id(link.identity)
+        try:
+            if certified == self._local_id:
+                raise self._refuse(
+                    link,
+                    SelfConnection(f"{conn.remote_address} is this node itself"),
+                    ErrorCode.SELF_CONNECTION,
+                    "connected to itself",
+                )
+            if certified is not None and (certified in table or certified in table.dialing):
+                error = DuplicateLink(ErrorCode.DUPLICATE_LINK, "already connected", by_peer=False)
+                error.peer_id = certified
+                raise self._refuse(link, error, ErrorCode.DUPLICATE_LINK, "already connected")
+            if certified is not None:
+                table.dialing[certified] = link
+            link.send_hello(self._hello([c.name for c in self._codecs]))
+            try:
+                hello = await link.hello
+            except DuplicateLink as exc:
+                exc.peer_id = certified
+                raise
+            return await self.admit(link, hello)
+        finally:
+            if certified is not None and table.dialing.get(certified) is link:
+                del table.dialing[certified]
+            if not conn.promoted:
+                link.close(ErrorCode.NO_ERROR, "dial abandoned")
+
+    # -- both ------------------------------------------------------------------------
+
+    async def admit(self, link: PeerLink, hello: Hello) -> str:
+        """Check a peer's HELLO, resolve duplicates, register it; return its ID.
+
+        Raises:
+            ConnectError: the peer was refused (the link is closed with the
+                matching code).
+        """
+        peer_id = hello.node_id
+        certified = self._plugins.certified_node_id(link.identity)
+        if certified != peer_id:
+            raise self._refuse(
+                link,
+                PeerIdMismatch(certified, peer_id, "HELLO does not match the certificate"),
+                ErrorCode.PEER_ID_MISMATCH,
+                "node ID does not match the certificate",
+            )
+        if peer_id == self._local_id:
+            raise self._refuse(
+                link,
+                SelfConnection("the peer is this node itself"),
+                ErrorCode.SELF_CONNECTION,
+                "connected to itself",
+            )
+        codec = self._agree_codec(link, hello)
+        if not await self._plugins.authorize(link.identity, hello, dialed=link.dialed):
+            raise self._refuse(
+                link,
+                PeerAuthError("an auth hook rejected the peer"),
+                ErrorCode.AUTH_REJECTED,
+                "not authorized",
+            )
+        link.check_open()
+        tracers = self._plugins.link_tracers(peer_id, link.identity)
+        link.check_open()
+        # From here on, synchronous: the peer table cannot change under us.
+        self._resolve_duplicate(link, hello)
+        if not link.dialed:
+            link.send_hello(self._hello([codec.name]))
+        self._table.register(link, codec, tracers)
+        return peer_id
+
+    def _resolve_duplicate(self, link: PeerLink, hello: Hello) -> None:
+        table = self._table
+        peer_id = hello.node_id
+        existing = table.get(peer_id)
+        rival = None if link.dialed else table.dialing.get(peer_id)
+        if existing is None and rival is None:
+            if len(table) >= self._limits.max_peers:
+                raise self._refuse(
+                    link,
+                    ConnectionLimitReached(ErrorCode.CONNECTION_LIMIT, "full", by_peer=False),
+                    ErrorCode.CONNECTION_LIMIT,
+                    "too many peers",
+                )
+            return
+        facts = (
+            LinkFacts(existing.dialed, _incarnation(existing))
+            if existing is not None
+            else LinkFacts(True, None)
+        )
+        new = LinkFacts(dialed_by_local=link.dialed, incarnation=hello.incarnation)
+        decision = resolve_duplicate(
+            local_id=self._local_id, peer_id=peer_id, existing=facts, new=new
+        )
+        if decision is Resolution.KEEP_EXISTING:
+            error = DuplicateLink(
+                ErrorCode.DUPLICATE_LINK, "a link to this peer exists", by_peer=False
+            )
+            error.peer_id = peer_id
+            raise self._refuse(link, error, ErrorCode.DUPLICATE_LINK, "duplicate link")
+        if existing is not None:
+            log.info("link to %s replaced by a newer one", peer_id)
+            existing.close(ErrorCode.REPLACED, "replaced by a newer link")
+        if rival is not None:
+            rival.close(ErrorCode.DUPLICATE_LINK, "duplicate link")
+
+    def _agree_codec(self, link: PeerLink, hello: Hello) -> Codec:
+        ours = {c.name: c for c in self._codecs}
+        if link.dialed:  # the acceptor names exactly one codec, one we offered
+            if len(hello.codecs) == 1 and hello.codecs[0] in ours:
+                return ours[hello.codecs[0]]
+            raise self._refuse(
+                link,
+                ConnectError(f"bad HELLO: acceptor chose codecs {hello.codecs}"),
+                ErrorCode.BAD_HELLO,
+                "bad codec choice",
+            )
+        for name in hello.codecs:
+            if name in ours:
+                return ours[name]
+        raise self._refuse(
+            link,
+            ConnectError(f"no common codec: peer offers {hello.codecs}"),
+            ErrorCode.NO_COMMON_CODEC,
+            "no common codec",
+        )
+
+    @staticmethod
+    def _refuse(link: PeerLink, error: ConnectError, code: int, reason: str) -> ConnectError:
+        """Close `link` with `code` and return `error` for the caller to raise."""
+        link.close(code, reason)
+        return error
+
+    # -- shutdown --------------------------------------------------------------------
+
+    async def stop(self, keep: asyncio.Task[Any] | None) -> None:
+        """Refuse new links and end the admissions in progress (except `keep`)."""
+        self._closed = True
+        tasks = [task for task in self._tasks if task is not keep]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _incarnation(link: PeerLink) -> int | None:
+    return link.peer_hello.incarnation if link.peer_hello is not None else None
