@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml plugins/*/pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test style types pytest bench bench-full clean
+.PHONY: install demo test style types imports pytest bench bench-full clean
 
 install: $(STAMP)
 
@@ -27,10 +27,13 @@ style: install
 types: install
 	$(BIN)/mypy
 
+imports: install  # the architecture contract (pyproject.toml [tool.importlinter])
+	$(BIN)/lint-imports
+
 pytest: install
 	PYTHONASYNCIODEBUG=1 $(BIN)/python -m pytest tests plugins $(PYTEST_ARGS)
 
-test: style types pytest
+test: style types imports pytest
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e ".[bench]"

@@ -9,18 +9,31 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Final, Literal
 
 from cryptography import x509
 
-from qrpc.errors import ConfigError
+from qrpc.errors import ConfigError, RegistryError
 from qrpc.ids import normalize_node_id
+from qrpc.registry import Registry
+from qrpc.tls.credentials import TLS
 from qrpc.tls.pem import load_ca_file
 from qrpc.wire.frames import HEADER_SIZE
 from qrpc.wire.hello import MIN_WINDOW
+from qrpc_codecs import Codec, CodecError, get_codec, register_codec
 
-__all__ = ["Limits", "Peer", "PeerAddress", "QuicSettings"]
+__all__ = [
+    "Limits",
+    "Peer",
+    "PeerAddress",
+    "QuicSettings",
+    "check_listen",
+    "check_node_id",
+    "check_peer",
+    "resolve_codecs",
+]
 
 MiB: Final = 1024 * 1024
 _MAX_U32: Final = 0xFFFF_FFFF
@@ -191,3 +204,69 @@ def _check_seconds(name: str, value: object) -> None:
         or value <= 0
     ):
         raise ConfigError(name, f"must be a positive number of seconds, got {value!r}")
+
+
+def check_listen(listen: object) -> tuple[str, int]:
+    """Return `listen` as (host, port) or raise `ConfigError` naming ``Node.listen``."""
+    if (
+        not isinstance(listen, tuple)
+        or len(listen) != 2
+        or not isinstance(listen[0], str)
+        or isinstance(listen[1], bool)
+        or not isinstance(listen[1], int)
+        or not 0 <= listen[1] <= 65535
+    ):
+        raise ConfigError(
+            "Node.listen", f"must be (host, port) with port in 0..65535, got {listen!r}"
+        )
+    return listen[0], listen[1]
+
+
+def check_peer(peer: object) -> PeerAddress:
+    """Return `peer` if it is a `PeerAddress`, else raise `ConfigError` naming ``Node.peers``."""
+    if not isinstance(peer, PeerAddress):
+        raise ConfigError("Node.peers", f"entries must be qrpc.PeerAddress, got {peer!r}")
+    return peer
+
+
+def check_node_id(wanted: str | None, tls: TLS) -> str:
+    """Return the node ID `tls` proves, checking it against ``Node(id=...)`` if given."""
+    if wanted is None:
+        return tls.node_id
+    try:
+        canonical = normalize_node_id(wanted)
+    except ValueError as exc:
+        raise ConfigError("Node.id", str(exc)) from None
+    if canonical != tls.node_id:
+        raise ConfigError(
+            tls.cert_path, f"certificate proves node ID {tls.node_id!r}, not {canonical!r}"
+        )
+    return canonical
+
+
+def resolve_codecs(
+    names: Sequence[str], registry: Registry, *, bundled: Iterable[Codec] = ()
+) -> list[Codec]:
+    """Register the `bundled` codecs of plugins, then return the codecs `names` name,
+    each checked to carry every type of `registry`.
+
+    Raises:
+        ConfigError: an unknown codec, one that cannot carry a registered type,
+            or a bundled codec that cannot be registered.
+    """
+    for codec in bundled:
+        try:
+            register_codec(codec, replace=True)
+        except CodecError as exc:
+            raise ConfigError("qrpc_register_codecs", str(exc)) from None
+    if isinstance(names, str) or not names:
+        raise ConfigError("Node.codecs", "must be a non-empty sequence of codec names")
+    codecs = []
+    for name in names:
+        try:
+            codec = get_codec(name)
+            registry.decoders(codec)  # every registered type must fit the codec
+        except (CodecError, RegistryError) as exc:
+            raise ConfigError(f"Node.codecs[{name!r}]", str(exc)) from None
+        codecs.append(codec)
+    return codecs

@@ -1,11 +1,9 @@
 """`Node`: a qrpc peer -- listens, dials, routes typed messages to handlers.
 
-The node composes the layers below it and holds no protocol logic of its
-own (``docs/architecture.md``): one `Endpoint` (the UDP port that accepts
-and dials), a `PeerTable` (who is connected, their inboxes), `Admission`
-(HELLO and the admission checks), one `DialLoop` per bootstrap peer, the
-`RequestTable` and the `EventHub`.  Each part gets narrow callables from
-here; none of them imports this module.
+The public face of the runtime: configuration checks, handler registration,
+lifecycle, and `send` / `request` / `broadcast`.  The running parts are a
+`qrpc.runtime.core.Runtime` (``docs/architecture.md``); none of them
+imports this module.
 """
 
 from __future__ import annotations
@@ -20,61 +18,37 @@ from typing import Any, TypeVar, overload
 
 import msgspec
 
-from qrpc.config import Limits, PeerAddress, QuicSettings
-from qrpc.errors import (
-    ConfigError,
-    MessageTooLarge,
-    NodeClosed,
-    PeerDisconnected,
-    PeerNotFound,
-    QrpcError,
-    RegistryError,
-    RequestTimeout,
+from qrpc.config import (
+    Limits,
+    PeerAddress,
+    QuicSettings,
+    check_listen,
+    check_node_id,
+    check_peer,
+    resolve_codecs,
 )
+from qrpc.errors import ConfigError, NodeClosed, PeerDisconnected, PeerNotFound, RegistryError
 from qrpc.hooks.manager import get_plugin_manager
 from qrpc.hooks.plugins import Plugins
 from qrpc.ids import normalize_node_id
 from qrpc.policy import Backoff
 from qrpc.registry import Registry
 from qrpc.runtime.context import Context
-from qrpc.runtime.dialer import Dialer, DialLoop, DialState
+from qrpc.runtime.core import Runtime
+from qrpc.runtime.dialer import DialState
 from qrpc.runtime.dispatch import HandlerSpec
 from qrpc.runtime.events import EventHub, EventStream
-from qrpc.runtime.handshake import Admission
 from qrpc.runtime.link import LinkStats, PeerLink
-from qrpc.runtime.peers import PeerTable
-from qrpc.runtime.requests import RequestTable
 from qrpc.tls.credentials import TLS
 from qrpc.tls.identity import PeerIdentity
 from qrpc.transport.endpoint import Endpoint
-from qrpc_codecs import Codec, CodecError, get_codec, register_codec
 
 __all__ = ["Node"]
 
 log = logging.getLogger("qrpc.node")
 R = TypeVar("R", bound=msgspec.Struct)
 HandlerT = TypeVar("HandlerT", bound=Callable[[Context, Any], Awaitable[Any]])
-
-
-class _Running:
-    """The parts that exist between `start()` and `close()`."""
-
-    __slots__ = ("admission", "dialer", "endpoint", "loops", "requests", "table")
-
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        table: PeerTable,
-        admission: Admission,
-        dialer: Dialer,
-        requests: RequestTable,
-    ) -> None:
-        self.endpoint = endpoint
-        self.table = table
-        self.admission = admission
-        self.dialer = dialer
-        self.requests = requests
-        self.loops: list[DialLoop] = []
+_YIELD_EVERY = 64 * 1024  # bytes queued for the wire before `send` yields once
 
 
 class Node:
@@ -121,51 +95,24 @@ class Node:
             raise ConfigError("Node.tls", f"must be a qrpc.TLS, got {tls!r}")
         self.registry = registry
         self.tls = tls
-        self.id = tls.node_id
-        if id is not None:
-            try:
-                wanted = normalize_node_id(id)
-            except ValueError as exc:
-                raise ConfigError("Node.id", str(exc)) from None
-            if wanted != self.id:
-                raise ConfigError(
-                    tls.cert_path, f"certificate proves node ID {self.id!r}, not {wanted!r}"
-                )
+        self.id = check_node_id(id, tls)
         self.state = state
         self.limits = limits if limits is not None else Limits()
         self.quic = quic if quic is not None else QuicSettings()
         self.backoff = backoff if backoff is not None else Backoff()
-        self._listen = _check_listen(listen)
-        self._bootstrap = [_check_peer(p) for p in peers]
+        self._listen = check_listen(listen)
+        self._bootstrap = [check_peer(p) for p in peers]
         self.plugin_manager = get_plugin_manager(plugins, autoload=autoload_plugins)
         self._plugins = Plugins(self.plugin_manager, self)
-        self.codecs = self._resolve_codecs(codecs)
+        self.codecs = resolve_codecs(codecs, registry, bundled=self._plugins.codecs())
         self.incarnation = random.getrandbits(63)
         "Random per node object: tells peers a restarted node from a second link."
         self._handlers: dict[int, HandlerSpec] = {}
         self._hub = EventHub()
-        self._run: _Running | None = None
+        self._run: Runtime | None = None
         self._started = False
         self._closed = False
         self._stopping = asyncio.Event()
-
-    def _resolve_codecs(self, names: Sequence[str]) -> list[Codec]:
-        for codec in self._plugins.codecs():
-            try:
-                register_codec(codec, replace=True)
-            except CodecError as exc:
-                raise ConfigError("qrpc_register_codecs", str(exc)) from None
-        if isinstance(names, str) or not names:
-            raise ConfigError("Node.codecs", "must be a non-empty sequence of codec names")
-        codecs = []
-        for name in names:
-            try:
-                codec = get_codec(name)
-                self.registry.decoders(codec)  # every registered type must fit the codec
-            except (CodecError, RegistryError) as exc:
-                raise ConfigError(f"Node.codecs[{name!r}]", str(exc)) from None
-            codecs.append(codec)
-        return codecs
 
     def __repr__(self) -> str:
         where = f"{self.address[0]}:{self.address[1]}" if self._run else "not started"
@@ -224,62 +171,27 @@ class Node:
         if self._started:
             return
         self._started = True
-        requests = RequestTable(self.limits.max_concurrent_requests)
-        table = PeerTable(
-            handlers=self._handlers,
+        run = await Runtime.open(
             node=self,
-            plugins=self._plugins,
-            requests=requests,
-            emit=self._hub.emit,
-        )
-        admission = Admission(
-            local_id=self.id,
+            listen=self._listen,
+            tls=self.tls,
             incarnation=self.incarnation,
-            limits=self.limits,
             registry=self.registry,
             codecs=self.codecs,
-            plugins=self._plugins,
-            table=table,
-        )
-        host, port = self._listen
-        endpoint = await Endpoint.open(
-            host,
-            port,
-            tls=self.tls,
-            settings=self.quic,
+            handlers=self._handlers,
             limits=self.limits,
-            on_accept=admission.accept,
+            settings=self.quic,
+            plugins=self._plugins,
+            emit=self._hub.emit,
         )
         if self.closed:  # close() ran while the port was being bound
-            endpoint.close()
+            run.abandon()
             raise NodeClosed("the node was closed while starting")
-        dialer = Dialer(
-            connect=endpoint.connect,
-            family=endpoint.family,
-            trust=self.tls.trust,
-            domain=self.tls.domain,
-            answer_timeout=self.limits.connect_timeout,
-            admit=admission.dialed,
-        )
-        self._run = _Running(endpoint, table, admission, dialer, requests)
+        self._run = run
         for peer in self._bootstrap:
-            self._dial(peer)
+            run.dial(peer)
         self._plugins.node_started()
         log.info("node %s listening on %s:%d", self.id, *self.address)
-
-    def _dial(self, peer: PeerAddress) -> None:
-        run = self._run
-        assert run is not None
-        run.loops.append(
-            DialLoop(
-                peer,
-                dial=run.dialer.dial,
-                wait_gone=run.table.wait_gone,
-                is_connected=self.is_connected,
-                next_delay=self._plugins.next_reconnect_delay,
-                emit=self._hub.emit,
-            )
-        )
 
     async def __aenter__(self) -> Node:
         await self.start()
@@ -322,16 +234,7 @@ class Node:
         if run is None:  # never started, or start() is still binding
             self._hub.close()
             return
-        deadline = asyncio.get_running_loop().time() + self.limits.shutdown_timeout
-        current = asyncio.current_task()  # close() may run inside a handler or accept task
-        for loop_ in run.loops:
-            loop_.cancel()
-        await asyncio.gather(*(d.task for d in run.loops), return_exceptions=True)
-        run.requests.fail_all(NodeClosed("the node is shutting down"))
-        await run.admission.stop(keep=current)
-        await run.table.shutdown(deadline, keep=current)
-        run.endpoint.close()
-        run.table.fail_waiters(NodeClosed("the node was closed"))
+        await run.close(asyncio.get_running_loop().time() + self.limits.shutdown_timeout)
         self._hub.close()
         self._plugins.node_stopped()
         log.info("node %s stopped", self.id)
@@ -381,9 +284,9 @@ class Node:
         if self._closed:
             raise NodeClosed("the node is closed")
         if self._run is None:
-            self._bootstrap.append(_check_peer(peer))
+            self._bootstrap.append(check_peer(peer))
         else:
-            self._dial(_check_peer(peer))
+            self._run.dial(check_peer(peer))
 
     async def wait_for_peer(self, peer_id: str | None = None, timeout: float | None = None) -> str:
         """Wait until `peer_id` (or, if None, any peer) is connected; return its ID.
@@ -429,13 +332,20 @@ class Node:
             MessageTooLarge: the encoded message exceeds the size limit.
             RegistryError: the message type is not registered.
         """
-        link = self._link(peer_id)
+        outbox = self._link(peer_id).outbox
+        cmd_id, body = outbox.encode(message)
         try:
-            await link.send(message)
+            if not outbox.writable:
+                await outbox.wait_writable()
+            outbox.send_message(cmd_id, body, message)
         except PeerDisconnected:
             if self._closed:
                 raise NodeClosed("the node closed while the message waited for room") from None
             raise
+        if outbox.unsent_bytes >= _YIELD_EVERY:
+            # A tight send loop must let the loop transmit and read ACKs now and then,
+            # instead of encoding a whole window before the first packet leaves.
+            await asyncio.sleep(0)
 
     @overload
     async def request(
@@ -477,24 +387,10 @@ class Node:
             NodeClosed, PeerNotFound, MessageTooLarge, RegistryError: as for `send`.
         """
         link = self._link(peer_id)
-        cmd_id, body = link.encode(message)
         wait = self.limits.request_timeout if timeout is None else timeout
         assert self._run is not None  # _link() checked
-        requests = self._run.requests
         try:
-            async with asyncio.timeout(wait):
-                if not link.writable:
-                    await link.wait_writable()
-                request_id, future = requests.open(link.peer_id, reply)
-                try:
-                    link.send_request(cmd_id, request_id, body, message)
-                    return await future
-                finally:
-                    requests.discard(request_id)
-        except TimeoutError as exc:
-            if isinstance(exc, QrpcError):
-                raise
-            raise RequestTimeout(f"no reply from {peer_id} within {wait} s") from None
+            return await self._run.request(link, message, reply, wait)
         except PeerDisconnected:
             if self._closed:
                 raise NodeClosed("the node closed before the reply") from None
@@ -516,53 +412,6 @@ class Node:
         if self._closed:
             raise NodeClosed("the node is closed")
         cmd_id = self.registry.cmd_id_of(type(message))
-        links = self._run.table.links() if self._run is not None else []
-        bodies: dict[str, bytes] = {}
-        for link in links:  # encode (once per codec) and check before anything is queued
-            codec = link.codec
-            if codec is not None and codec.name not in bodies:
-                body = bodies[codec.name] = codec.encode(message)
-                if len(body) > self.limits.max_message_size:
-                    raise MessageTooLarge(len(body), self.limits.max_message_size)
-        full: list[PeerLink] = []
-        count = 0
-        for link in links:
-            body = bodies[link.codec.name] if link.codec is not None else b""
-            if len(body) > link.max_body:
-                log.warning(
-                    "broadcast skipped %s: message of %d bytes exceeds its limit",
-                    link.peer_id,
-                    len(body),
-                )
-                continue
-            try:
-                link.send_message(cmd_id, body, message)
-            except PeerDisconnected:
-                continue  # it is leaving: not counted
-            count += 1
-            if not link.writable:
-                full.append(link)
-        if full:
-            await asyncio.gather(*(link.wait_writable() for link in full), return_exceptions=True)
-        return count
-
-
-def _check_listen(listen: object) -> tuple[str, int]:
-    if (
-        not isinstance(listen, tuple)
-        or len(listen) != 2
-        or not isinstance(listen[0], str)
-        or isinstance(listen[1], bool)
-        or not isinstance(listen[1], int)
-        or not 0 <= listen[1] <= 65535
-    ):
-        raise ConfigError(
-            "Node.listen", f"must be (host, port) with port in 0..65535, got {listen!r}"
-        )
-    return listen[0], listen[1]
-
-
-def _check_peer(peer: object) -> PeerAddress:
-    if not isinstance(peer, PeerAddress):
-        raise ConfigError("Node.peers", f"entries must be qrpc.PeerAddress, got {peer!r}")
-    return peer
+        if self._run is None:
+            return 0
+        return await self._run.table.broadcast(cmd_id, message, self.limits.max_message_size)

@@ -144,7 +144,7 @@ class Context:
             raise RuntimeError("this request was already answered")
         if self._returned:
             raise RuntimeError("this request's handler already returned: reply() must come before")
-        self._link.reply(self.request_id, message)
+        self._link.outbox.reply(self.request_id, message)
         self.replied = True
 
     def handler_returned(self) -> None:

@@ -146,7 +146,10 @@ class Inbox:
             if spec is not None and spec.concurrency > 1:
                 await self._start_concurrent(spec, link, event)
                 continue
-            await self._supervised(link, event, spec)
+            try:
+                await self._handle(link, event, spec)
+            except BaseException as exc:
+                self._unexpected(link, event, exc)
             self._credit += event.size
             if self._credit >= link.credit_step:
                 self._report_credit(idle=not backlog)
@@ -154,7 +157,7 @@ class Inbox:
     def _report_credit(self, *, idle: bool) -> None:
         link = self._credit_link
         if link is not None and self._credit:
-            link.consumed(self._credit, idle=idle)
+            link.outbox.grant(self._credit, idle=idle)
         self._credit = 0
 
     async def _start_concurrent(self, spec: HandlerSpec, link: PeerLink, event: Inbound) -> None:
@@ -172,23 +175,26 @@ class Inbox:
         self, spec: HandlerSpec, link: PeerLink, event: Inbound, slots: asyncio.Semaphore
     ) -> None:
         try:
-            await self._supervised(link, event, spec)
+            await self._handle(link, event, spec)
+        except BaseException as exc:
+            self._unexpected(link, event, exc)
         finally:
             slots.release()
-            link.consumed(event.size, idle=not self._backlog)
+            link.outbox.grant(event.size, idle=not self._backlog)
 
-    async def _supervised(self, link: PeerLink, event: Inbound, spec: HandlerSpec | None) -> None:
-        """Handle one message; only the task's own cancellation escapes."""
-        try:
-            await self._handle(link, event, spec)
-        except asyncio.CancelledError:
+    def _unexpected(self, link: PeerLink, event: Inbound, exc: BaseException) -> None:
+        """Something escaped `_handle`: re-raise the task's own cancellation (and
+        KeyboardInterrupt and the like); log anything else and answer a request."""
+        if isinstance(exc, asyncio.CancelledError):
             if _being_cancelled():
-                raise  # stop(): the node is shutting down
-            log.error("handling a message from %s was cancelled from inside", link.peer_id)
-        except Exception:  # a bug of ours, or a tracer scope that failed to enter
-            log.exception("handling cmd_id %d from %s failed", event.cmd_id, link.peer_id)
-            if event.request_id:
-                link.fail_request(event.request_id, RemoteErrorCode.HANDLER_ERROR, "internal error")
+                raise exc  # stop(): the node is shutting down
+        elif not isinstance(exc, Exception):
+            raise exc
+        log.error("handling cmd_id %d from %s failed", event.cmd_id, link.peer_id, exc_info=exc)
+        if event.request_id:
+            link.outbox.fail_request(
+                event.request_id, RemoteErrorCode.HANDLER_ERROR, "internal error"
+            )
 
     async def _handle(self, link: PeerLink, event: Inbound, spec: HandlerSpec | None) -> None:
         cmd_id = event.cmd_id
@@ -203,7 +209,8 @@ class Inbox:
         except Exception as exc:  # CodecError, or anything a third-party codec raises
             self._refuse(link, request_id, RemoteErrorCode.DECODE_ERROR, f"cmd_id {cmd_id}: {exc}")
             return
-        for tracer in link.tracers:
+        tracers = link.tracers
+        for tracer in tracers:
             try:
                 tracer.on_receive(link.peer_id, cmd_id, message, event.size)
             except Exception:
@@ -212,62 +219,56 @@ class Inbox:
             text = f"no handler for cmd_id {cmd_id}"
             self._refuse(link, request_id, RemoteErrorCode.NO_HANDLER, text)
             return
-        if not request_id:
-            result, error = await self._invoke(
-                spec, self._message_context(link), link, cmd_id, message
-            )
-            if error is not None:
-                log.error(
-                    "handler for one-way cmd_id %d from %s raised: %s",
-                    cmd_id,
-                    link.peer_id,
-                    _describe(error),
-                    exc_info=error,
-                )
-            elif result is not None:
-                log.debug("handler for one-way cmd_id %d returned a value; ignored", cmd_id)
-            return
-        ctx = Context(link, request_id, self._node)
+        ctx = Context(link, request_id, self._node) if request_id else self._message_context(link)
         try:
-            result, error = await self._invoke(spec, ctx, link, cmd_id, message)
-        finally:
-            ctx.handler_returned()
-        if error is None:
-            if not ctx.replied:
-                link.respond(request_id, result)
-        elif ctx.replied:  # the requester has its answer; the failure is ours to log
-            log.error(
-                "handler for cmd_id %d from %s raised after replying: %s",
-                cmd_id,
-                link.peer_id,
-                _describe(error),
-                exc_info=error,
-            )
-        else:
-            log.info("handler for cmd_id %d from %s raised %r", cmd_id, link.peer_id, error)
-            link.fail_request(request_id, RemoteErrorCode.HANDLER_ERROR, _describe(error))
-
-    async def _invoke(
-        self, spec: HandlerSpec, ctx: Context, link: PeerLink, cmd_id: int, message: Any
-    ) -> tuple[Any, BaseException | None]:
-        """Run the handler (inside the tracers' scopes); return (result, None) or
-        (None, what it raised)."""
-        try:
-            tracers = link.tracers
-            if not tracers:
-                return await spec.fn(ctx, message), None
-            with contextlib.ExitStack() as stack:
-                for tracer in tracers:
-                    scope = tracer.handler_scope(link.peer_id, cmd_id, message)
-                    if scope is not None:
-                        stack.enter_context(scope)
-                return await spec.fn(ctx, message), None
+            if tracers:
+                result = await self._traced(spec, ctx, link, cmd_id, message)
+            else:
+                result = await spec.fn(ctx, message)
         except asyncio.CancelledError as exc:
             if _being_cancelled():
                 raise
-            return None, exc
+            self._handler_failed(ctx, link, cmd_id, exc)
+            return
         except Exception as exc:
-            return None, exc
+            self._handler_failed(ctx, link, cmd_id, exc)
+            return
+        if not request_id:
+            if result is not None:
+                log.debug("handler for one-way cmd_id %d returned a value; ignored", cmd_id)
+            return
+        ctx.handler_returned()
+        if not ctx.replied:
+            link.outbox.respond(request_id, result)
+
+    @staticmethod
+    async def _traced(
+        spec: HandlerSpec, ctx: Context, link: PeerLink, cmd_id: int, message: Any
+    ) -> Any:
+        with contextlib.ExitStack() as stack:
+            for tracer in link.tracers:
+                scope = tracer.handler_scope(link.peer_id, cmd_id, message)
+                if scope is not None:
+                    stack.enter_context(scope)
+            return await spec.fn(ctx, message)
+
+    @staticmethod
+    def _handler_failed(ctx: Context, link: PeerLink, cmd_id: int, error: BaseException) -> None:
+        request_id = ctx.request_id
+        if request_id:
+            ctx.handler_returned()
+        if not request_id or ctx.replied:  # nobody waits for this failure: log it
+            log.error(
+                "handler for cmd_id %d from %s raised%s: %s",
+                cmd_id,
+                link.peer_id,
+                " after replying" if request_id else "",
+                _describe(error),
+                exc_info=error,
+            )
+            return
+        log.info("handler for cmd_id %d from %s raised %r", cmd_id, link.peer_id, error)
+        link.outbox.fail_request(request_id, RemoteErrorCode.HANDLER_ERROR, _describe(error))
 
     def _message_context(self, link: PeerLink) -> Context:
         # One-way messages of one link share a context: it holds nothing per message.
@@ -278,7 +279,7 @@ class Inbox:
 
     def _refuse(self, link: PeerLink, request_id: int, code: RemoteErrorCode, text: str) -> None:
         if request_id:
-            link.fail_request(request_id, code, text)
+            link.outbox.fail_request(request_id, code, text)
         else:
             log.warning("dropped a message from %s: %s", link.peer_id, text)
 

@@ -163,7 +163,7 @@ class Admission:
                 raise self._refuse(link, error, ErrorCode.DUPLICATE_LINK, "already connected")
             if certified is not None:
                 table.dialing[certified] = link
-            link.send_hello(self._hello([c.name for c in self._codecs]))
+            link.outbox.send_hello(self._hello([c.name for c in self._codecs]))
             try:
                 hello = await link.hello
             except DuplicateLink as exc:
@@ -215,7 +215,7 @@ class Admission:
         # From here on, synchronous: the peer table cannot change under us.
         self._resolve_duplicate(link, hello)
         if not link.dialed:
-            link.send_hello(self._hello([codec.name]))
+            link.outbox.send_hello(self._hello([codec.name]))
         self._table.register(link, codec, tracers)
         return peer_id
 

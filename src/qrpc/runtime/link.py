@@ -14,9 +14,8 @@ close with the violation's code.  Every way a link ends -- local close,
 GOODBYE, protocol violation, QUIC termination -- passes through one place,
 `_mark_closed`, which reports it to the owner once.
 
-**Flush duty.**  Every command below (HELLO, message, request, response,
-error, credit, GOODBYE) ends with exactly one flush request, and nothing
-else in the runtime asks the connection to transmit.
+**Sending** goes through the link's `Outbox`, which owns the duty to
+flush.
 """
 
 from __future__ import annotations
@@ -25,14 +24,15 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 import msgspec
 
-from qrpc.codes import ErrorCode, RemoteErrorCode
-from qrpc.errors import ConnectionRefused, HandshakeError, MessageTooLarge, PeerDisconnected
+from qrpc.codes import ErrorCode
+from qrpc.errors import ConnectionRefused, HandshakeError
 from qrpc.hooks.tracer import Tracer
 from qrpc.registry import Registry
+from qrpc.runtime.outbox import Outbox
 from qrpc.tls.identity import PeerIdentity
 from qrpc.transport.connection import Connection
 from qrpc.wire.events import (
@@ -46,7 +46,6 @@ from qrpc.wire.events import (
     RequestReceived,
     ResponseReceived,
 )
-from qrpc.wire.frames import HEADER_SIZE
 from qrpc.wire.hello import Hello
 from qrpc.wire.link import LinkProtocol
 from qrpc_codecs import Codec
@@ -58,7 +57,6 @@ Inbound = MessageReceived | RequestReceived
 ReplyHandler = Callable[["PeerLink", ResponseReceived | ErrorReceived], None]
 _ERROR_TEXT_LIMIT: Final = 1024  # bytes of error text sent to a requester
 _GOODBYE_GRACE: Final = 2.0  # seconds a peer that said GOODBYE gets to close the link itself
-_YIELD_EVERY: Final = 64 * 1024  # bytes queued for the wire before `send` yields once
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,28 +103,24 @@ class PeerLink:
     """
 
     __slots__ = (
-        "_high_water",
         "_inbox",
         "_max_message_size",
         "_on_gone",
         "_on_reply",
         "_registry",
         "_route",
-        "_writers",
         "close_code",
         "close_reason",
         "closed",
-        "codec",
         "conn",
         "decoders",
         "dialed",
         "hello",
         "identity",
-        "max_body",
+        "outbox",
         "peer_hello",
         "peer_id",
         "protocol",
-        "tracers",
     )
 
     def __init__(
@@ -151,17 +145,16 @@ class PeerLink:
         self.peer_hello: Hello | None = None
         self.peer_id = identity.node_id or "?"
         "The peer's node ID (its certified one once the link is open)."
-        self.codec: Codec | None = None
+        self.outbox = Outbox(
+            self.protocol, conn.want_flush, registry=registry, high_water=high_water
+        )
+        "Where everything this node sends on the link goes."
         self.decoders: Mapping[int, Callable[[bytes], msgspec.Struct]] = {}
-        self.max_body = 0
-        self.tracers: list[Tracer] = []
         self.closed = False
         self.close_code = 0
         self.close_reason = ""
         self._registry = registry
         self._max_message_size = max_message_size
-        self._high_water = high_water
-        self._writers: list[asyncio.Future[None]] = []
         self._inbox: MessageSink | None = None
         self._on_reply: ReplyHandler | None = None
         self._on_gone: Callable[[PeerLink], None] | None = None
@@ -169,15 +162,10 @@ class PeerLink:
         conn.attach(self._on_data, self.protocol.data_to_send, self._conn_closed)
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else "open" if self.codec is not None else "setup"
+        state = "closed" if self.closed else "open" if self._inbox is not None else "setup"
         return f"<PeerLink {self.peer_id} {state} {self.conn!r}>"
 
     # -- setup -------------------------------------------------------------------
-
-    def send_hello(self, hello: Hello) -> None:
-        """Send our HELLO."""
-        self.protocol.send_hello(hello)
-        self._flush()
 
     def check_open(self) -> None:
         """Raise the connection's close error if the link ended during setup.
@@ -207,12 +195,10 @@ class PeerLink:
         if hello is None:
             raise RuntimeError("open() before the peer's HELLO")
         self.peer_id = hello.node_id
-        self.codec = codec
         self.decoders = self._registry.decoders(codec)
-        self.max_body = min(
-            self._max_message_size, hello.max_frame_size, hello.window - HEADER_SIZE
+        self.outbox.open(
+            hello.node_id, codec, hello, max_message_size=self._max_message_size, tracers=tracers
         )
-        self.tracers = tracers
         self._inbox = inbox
         self._on_reply = on_reply
         self._on_gone = on_gone
@@ -226,7 +212,7 @@ class PeerLink:
         events = protocol.events()
         if events:
             self._route(events)
-        self._flush()
+        self.outbox.transmit()
 
     # -- receiving -----------------------------------------------------------------
 
@@ -271,7 +257,7 @@ class PeerLink:
             elif kind is ResponseReceived or kind is ErrorReceived:
                 on_reply(self, event)  # type: ignore[arg-type]
             elif kind is CreditReceived:
-                self._wake_writers()
+                self.outbox.credit_arrived()
             elif kind is GoodbyeReceived:
                 self._goodbye_received(event)  # type: ignore[arg-type]
             elif kind is LinkFailed:
@@ -282,14 +268,9 @@ class PeerLink:
             inbox.wake()
 
     def _goodbye_received(self, event: GoodbyeReceived) -> None:
-        self.goodbye(ErrorCode.NO_ERROR, "goodbye")  # the acknowledgement; no-op if already sent
+        self.outbox.goodbye(ErrorCode.NO_ERROR, "goodbye")  # the answer; no-op if already sent
         self._mark_closed(event.code, event.reason or "goodbye")
         self.conn.close_later(_GOODBYE_GRACE, ErrorCode.NO_ERROR, "goodbye")
-
-    def consumed(self, size: int, *, idle: bool) -> None:
-        """`size` bytes of received messages were handled: return credit when due."""
-        self.protocol.consumed(size, idle=idle)
-        self._flush()
 
     def stats(self) -> LinkStats:
         """A snapshot of the link's queues and credit."""
@@ -305,172 +286,16 @@ class PeerLink:
         )
 
     @property
+    def tracers(self) -> list[Tracer]:
+        """The tracers plugins asked for on this link."""
+        return self.outbox.tracers
+
+    @property
     def credit_step(self) -> int:
         """Handled bytes after which credit goes back, idle or not."""
         return self.protocol.credit_step
 
-    # -- sending -------------------------------------------------------------------
-
-    def encode(self, message: msgspec.Struct) -> tuple[int, bytes]:
-        """Return (cmd_id, body) for `message` on this link.
-
-        Raises:
-            RegistryError: the message type is not registered.
-            MessageTooLarge: the body exceeds what the peer accepts.
-        """
-        cmd_id = self._registry.cmd_id_of(type(message))
-        assert self.codec is not None  # encode() is for open links
-        body = self.codec.encode(message)
-        if len(body) > self.max_body:
-            raise MessageTooLarge(len(body), self.max_body)
-        return cmd_id, body
-
-    @property
-    def writable(self) -> bool:
-        """Whether a message may be queued without waiting."""
-        return self.protocol.pending_bytes < self._high_water
-
-    async def wait_writable(self) -> None:
-        """Wait until the queue waiting for credit is under the high-water mark.
-
-        Raises:
-            PeerDisconnected: the link ended (or is ending) while waiting.
-        """
-        loop = asyncio.get_running_loop()
-        while self.protocol.pending_bytes >= self._high_water:
-            self._check_sending()
-            waiter = loop.create_future()
-            self._writers.append(waiter)
-            await waiter
-        self._check_sending()
-
-    def _check_sending(self) -> None:
-        if self.closed or not self.protocol.sending:
-            reason = self.close_reason or "it is closing"
-            raise PeerDisconnected(f"link to {self.peer_id} closed: {reason}")
-
-    async def send(self, message: msgspec.Struct) -> None:
-        """Queue a one-way message, waiting for room first if the queue is full.
-
-        Raises:
-            PeerDisconnected, MessageTooLarge, RegistryError: see `Node.send`.
-        """
-        cmd_id, body = self.encode(message)
-        if self.protocol.pending_bytes >= self._high_water:
-            await self.wait_writable()
-        self.send_message(cmd_id, body, message)
-        if self.protocol.unsent_bytes >= _YIELD_EVERY:
-            # A tight send loop must let the loop transmit and read ACKs now and then,
-            # instead of encoding a whole window before the first packet leaves.
-            await asyncio.sleep(0)
-
-    def send_message(self, cmd_id: int, body: bytes, message: Any) -> None:
-        """Queue an encoded one-way message now (no waiting for room).
-
-        Raises:
-            PeerDisconnected: the link ended or is ending.
-        """
-        self._check_sending()
-        self.protocol.send_message(cmd_id, body)
-        self._flush()
-        if self.tracers:
-            self._trace_send(cmd_id, message, HEADER_SIZE + len(body))
-
-    def send_request(self, cmd_id: int, request_id: int, body: bytes, message: Any) -> None:
-        """Queue an encoded request now (no waiting for room).
-
-        Raises:
-            PeerDisconnected: the link ended or is ending.
-        """
-        self._check_sending()
-        self.protocol.send_request(cmd_id, request_id, body)
-        self._flush()
-        if self.tracers:
-            self._trace_send(cmd_id, message, HEADER_SIZE + len(body))
-
-    def reply(self, request_id: int, message: msgspec.Struct) -> None:
-        """Answer request `request_id` with `message` (``ctx.reply``).
-
-        Raises:
-            RegistryError, MessageTooLarge: `message` cannot be sent; nothing was.
-        """
-        cmd_id, body = self.encode(message)
-        self._send_response(request_id, cmd_id, body, message)
-
-    def respond(self, request_id: int, value: Any) -> None:
-        """Answer request `request_id` with a handler's return value (None: "no value").
-
-        A value that cannot be sent becomes an ERROR for the requester.
-        """
-        if value is None:
-            self._send_response(request_id, 0, b"", None)
-            return
-        try:
-            cmd_id, body = self.encode(value)
-        except MessageTooLarge as exc:
-            self.fail_request(request_id, RemoteErrorCode.REPLY_TOO_LARGE, str(exc))
-        except Exception as exc:  # unregistered type, or any codec failure
-            log.error("handler returned an unsendable reply for %s: %s", self.peer_id, exc)
-            self.fail_request(request_id, RemoteErrorCode.BAD_REPLY, str(exc))
-        else:
-            self._send_response(request_id, cmd_id, body, value)
-
-    def _send_response(self, request_id: int, cmd_id: int, body: bytes, message: Any) -> None:
-        if self.closed or not self.protocol.sending:
-            log.debug("reply to %s dropped: the link is closed", self.peer_id)
-            return
-        self.protocol.send_response(request_id, cmd_id, body)
-        self._flush()
-        if self.tracers and cmd_id:
-            self._trace_send(cmd_id, message, HEADER_SIZE + len(body))
-
-    def fail_request(self, request_id: int, code: int, text: str) -> None:
-        """Answer request `request_id` with an ERROR (`code`, `text`)."""
-        if self.closed or not self.protocol.sending:
-            return
-        self.protocol.send_error(request_id, code, text, _ERROR_TEXT_LIMIT)
-        self._flush()
-
-    def _trace_send(self, cmd_id: int, message: Any, size: int) -> None:
-        for tracer in self.tracers:
-            try:
-                tracer.on_send(self.peer_id, cmd_id, message, size)
-            except Exception:
-                log.exception("a tracer's on_send raised; ignored")
-
-    def _flush(self) -> None:
-        """The one flush request of a command: transmit at the end of this loop turn."""
-        self.conn.want_flush()
-
     # -- closing -------------------------------------------------------------------
-
-    def goodbye(self, code: int = ErrorCode.NO_ERROR, reason: str = "") -> None:
-        """Send GOODBYE (messages still waiting for credit are dropped and logged)."""
-        dropped = self.protocol.send_goodbye(code, reason)
-        if dropped:
-            log.warning(
-                "%d queued message(s) to %s were not sent: no credit before GOODBYE",
-                dropped,
-                self.peer_id,
-            )
-        self._flush()
-        self._wake_writers()  # senders waiting for room learn the link is closing
-
-    async def drain(self) -> None:
-        """Wait until no message waits for credit, or the link ended."""
-        loop = asyncio.get_running_loop()
-        while self.protocol.pending_bytes and not self.closed:
-            waiter = loop.create_future()
-            self._writers.append(waiter)
-            await waiter
-
-    async def farewell(self) -> None:
-        """Wait until the link has ended (after our GOODBYE: the peer's answer)."""
-        loop = asyncio.get_running_loop()
-        while not self.closed:
-            waiter = loop.create_future()
-            self._writers.append(waiter)
-            await waiter
 
     def close(self, code: int, reason: str) -> None:
         """Close the connection with `code` and end the link now."""
@@ -487,15 +312,7 @@ class PeerLink:
         self.closed = True
         self.close_code = code
         self.close_reason = reason
-        self._wake_writers()
+        self.outbox.shut(reason)
         on_gone = self._on_gone
         if on_gone is not None:
             on_gone(self)
-
-    def _wake_writers(self) -> None:
-        """Wake everything waiting on the send queue; each waiter rechecks."""
-        if self._writers:
-            writers, self._writers = self._writers, []
-            for waiter in writers:
-                if not waiter.done():
-                    waiter.set_result(None)

@@ -22,14 +22,17 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import msgspec
+
 from qrpc.codes import ErrorCode
-from qrpc.errors import PeerDisconnected, PeerWaitTimeout, QrpcError
+from qrpc.errors import MessageTooLarge, PeerDisconnected, PeerWaitTimeout, QrpcError
 from qrpc.hooks.plugins import Plugins
 from qrpc.hooks.tracer import Tracer
 from qrpc.runtime.context import NodeHandle
 from qrpc.runtime.dispatch import HandlerSpec, Inbox
 from qrpc.runtime.events import Connected, Disconnected, NodeEvent
 from qrpc.runtime.link import PeerLink
+from qrpc.runtime.outbox import Outbox
 from qrpc.runtime.requests import Reply, RequestTable
 from qrpc_codecs import Codec
 
@@ -209,6 +212,49 @@ class PeerTable:
                 if not waiter.done():
                     waiter.set_exception(error)
 
+    # -- fan-out -------------------------------------------------------------------
+
+    async def broadcast(self, cmd_id: int, message: msgspec.Struct, limit: int) -> int:
+        """Queue `message` to every open link; return how many got it (`Node.broadcast`).
+
+        It is encoded once per codec and checked against `limit` before
+        anything is queued, so it goes to everyone or no one.  Peers whose
+        queue is full are waited for after the message was queued to all.
+
+        Raises:
+            MessageTooLarge: the encoded message exceeds `limit` in some codec.
+        """
+        links = self.links()
+        bodies: dict[str, bytes] = {}
+        for link in links:
+            codec = link.outbox.codec
+            if codec is not None and codec.name not in bodies:
+                body = bodies[codec.name] = codec.encode(message)
+                if len(body) > limit:
+                    raise MessageTooLarge(len(body), limit)
+        full: list[Outbox] = []
+        count = 0
+        for link in links:
+            outbox = link.outbox
+            body = bodies[outbox.codec.name] if outbox.codec is not None else b""
+            if len(body) > outbox.max_body:
+                log.warning(
+                    "broadcast skipped %s: message of %d bytes exceeds its limit",
+                    link.peer_id,
+                    len(body),
+                )
+                continue
+            try:
+                outbox.send_message(cmd_id, body, message)
+            except PeerDisconnected:
+                continue  # it is leaving: not counted
+            count += 1
+            if not outbox.writable:
+                full.append(outbox)
+        if full:
+            await asyncio.gather(*(o.wait_writable() for o in full), return_exceptions=True)
+        return count
+
     # -- shutdown ------------------------------------------------------------------
 
     async def shutdown(self, deadline: float, keep: asyncio.Task[Any] | None) -> None:
@@ -219,10 +265,10 @@ class PeerTable:
         tasks are cancelled, except `keep` (a handler closing its own node).
         """
         links = self.links()
-        await bounded(deadline, *(link.drain() for link in links))
+        await bounded(deadline, *(link.outbox.drain() for link in links))
         for link in links:
-            link.goodbye(ErrorCode.NO_ERROR, "shutdown")
-        await bounded(deadline, *(link.farewell() for link in links))
+            link.outbox.goodbye(ErrorCode.NO_ERROR, "shutdown")
+        await bounded(deadline, *(link.outbox.farewell() for link in links))
         for link in links:
             link.close(ErrorCode.NO_ERROR, "shutdown")
         await asyncio.gather(

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -30,28 +29,23 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from aioquic._buffer import Buffer
-from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
 from aioquic.quic.connection import NetworkAddress
 from aioquic.quic.packet import (
-    QuicPacketType,
-    encode_quic_retry,
-    encode_quic_version_negotiation,
     pull_quic_header,
 )
-from aioquic.quic.retry import QuicRetryTokenHandler
 
 from qrpc.config import Limits, QuicSettings
 from qrpc.errors import ConfigError, ConnectError
 from qrpc.tls.credentials import TLS
 from qrpc.tls.identity import identity_name
 from qrpc.transport.connection import Connection
+from qrpc.transport.gate import CID_LENGTH, Drop, Gate
 from qrpc.transport.mtls import PeerPolicy, QrpcQuicConnection, quic_configuration
 
 __all__ = ["Endpoint", "EndpointStats"]
 
 READ_BATCH: Final = 64  # datagrams read per readiness event
 SOCKET_BUFFER: Final = 4 * 1024 * 1024  # bytes requested for SO_RCVBUF / SO_SNDBUF
-CID_LENGTH: Final = 8  # bytes, aioquic's default host connection ID length
 AcceptHandler = Callable[[Connection], None]
 
 
@@ -93,9 +87,12 @@ class Endpoint:
         self._server_config = quic_configuration(tls, is_client=False, settings=settings)
         self._client_config = quic_configuration(tls, is_client=True, settings=settings)
         self._server_policy = PeerPolicy(trust=tls.trust, domain=tls.domain)
-        self._max_half_open = limits.max_half_open
         self._on_accept = on_accept
-        self._retry = QuicRetryTokenHandler() if settings.retry else None
+        self._gate = Gate(
+            supported_versions=self._server_config.supported_versions,
+            retry=settings.retry,
+            max_half_open=limits.max_half_open,
+        )
         self._by_cid: dict[bytes, Connection] = {}
         self.connections: set[Connection] = set()
         self._half_open: set[Connection] = set()
@@ -321,75 +318,25 @@ class Endpoint:
         if conn is not None:
             conn.datagram_received(data, addr, now)
             return
-        config = self._server_config
-        if (
-            header.packet_type != QuicPacketType.VERSION_NEGOTIATION
-            and header.version is not None
-            and header.version not in config.supported_versions
-        ):
-            # Never answer a Version Negotiation packet with another one
-            # (reflection loop, as in aioquic's server).
-            self.sendto(
-                encode_quic_version_negotiation(
-                    source_cid=header.destination_cid,
-                    destination_cid=header.source_cid,
-                    supported_versions=config.supported_versions,
-                ),
-                addr,
-            )
+        if self._closed:
             return
-        if header.packet_type != QuicPacketType.INITIAL or len(data) < SMALLEST_MAX_DATAGRAM_SIZE:
+        decision = self._gate.decide(header, len(data), addr, now, half_open=len(self._half_open))
+        if isinstance(decision, Drop):
+            if decision is Drop.FULL:
+                self.stats.initials_dropped += 1
             return
-        if self._closed or len(self._half_open) >= self._max_half_open:
-            self.stats.initials_dropped += 1
+        if isinstance(decision, bytes):
+            self.sendto(decision, addr)
             return
-        odcid: bytes | None = header.destination_cid
-        retry_scid: bytes | None = None
-        if self._retry is not None:
-            if not header.token:
-                self._send_retry(header.version, header.destination_cid, header.source_cid, addr)
-                return
-            try:
-                odcid = self._retry.validate_token(
-                    address=addr,
-                    destination_cid=header.destination_cid,
-                    token=header.token,
-                    now=now,
-                )
-            except ValueError:
-                return
-            retry_scid = header.destination_cid
         quic = QrpcQuicConnection(
-            configuration=config,
+            configuration=self._server_config,
             policy=self._server_policy,
-            original_destination_connection_id=odcid,
-            retry_source_connection_id=retry_scid,
+            original_destination_connection_id=decision.original_destination_cid,
+            retry_source_connection_id=decision.retry_source_cid,
         )
         conn = self._add(quic, is_client=False)
         self._by_cid[header.destination_cid] = conn
         conn.datagram_received(data, addr, now)
-
-    def _send_retry(
-        self, version: int | None, dcid: bytes, scid: bytes, addr: NetworkAddress
-    ) -> None:
-        assert self._retry is not None
-        assert version is not None
-        source_cid = os.urandom(CID_LENGTH)
-        self.sendto(
-            encode_quic_retry(
-                version=version,
-                source_cid=source_cid,
-                destination_cid=scid,
-                original_destination_cid=dcid,
-                retry_token=self._retry.create_token(
-                    address=addr,
-                    original_destination_connection_id=dcid,
-                    retry_source_connection_id=source_cid,
-                    now=self._loop.time(),
-                ),
-            ),
-            addr,
-        )
 
     # -- shutdown --------------------------------------------------------------
 

@@ -19,15 +19,12 @@ Rules this module protects:
   included) is decided.
 - The sender of every frame is the authenticated peer of the connection.
   No frame carries a sender field, so none can claim another origin.
-- Message credit (``docs/protocol.md``): MESSAGE and REQUEST frames,
-  counted header + body, may only be sent within the credit the receiver
-  granted (its HELLO window, then CREDIT frames).  A peer that exceeds it is
-  closed with FLOW_CONTROL.  The receiver grants credit back only once the
-  application has *handled* a frame (`consumed`), so a slow handler pushes
-  back on the sender instead of growing memory: QUIC flow control alone does
-  not (aioquic raises its windows as bytes arrive, not as they are read).
-  RESPONSE, ERROR, GOODBYE and CREDIT frames are exempt, so a reply can
-  always reach a requester whose inbound window is full of messages.
+- Message credit (`qrpc.wire.credit`, ``docs/protocol.md``): MESSAGE and
+  REQUEST frames may only be sent within the credit the receiver granted;
+  a peer that exceeds it is closed with FLOW_CONTROL.  Credit goes back
+  only once the application has handled frames (`consumed`).  RESPONSE,
+  ERROR, GOODBYE and CREDIT frames are exempt, so a reply can always reach
+  a requester whose inbound window is full of messages.
 - After GOODBYE nothing more is sent; a frame after the peer's GOODBYE is a
   PROTOCOL_VIOLATION.
 - Any `ProtocolError` moves the link to CLOSED and emits one `LinkFailed`
@@ -41,7 +38,6 @@ Nothing here reads the clock, touches a socket or awaits.
 
 from __future__ import annotations
 
-from collections import deque
 from enum import Enum
 from typing import Final
 
@@ -52,6 +48,7 @@ from qrpc.errors import (
     MalformedFrame,
     ProtocolError,
 )
+from qrpc.wire.credit import ReceiveCredit, SendCredit
 from qrpc.wire.decoder import FrameDecoder
 from qrpc.wire.events import (
     CreditReceived,
@@ -83,9 +80,6 @@ MAX_HELLO_SIZE: Final = 64 * 1024  # bytes: largest frame accepted before the pe
 _MESSAGE: Final = int(FrameKind.MESSAGE)
 _REQUEST: Final = int(FrameKind.REQUEST)
 _RESPONSE: Final = int(FrameKind.RESPONSE)
-_CREDIT_FRACTION: Final = 8  # grant credit back once 1/8 of the window is consumed
-_IDLE_CREDIT_FRACTION: Final = 64  # ...or, when idle, once 1/64 is (see `consumed`)
-_MAX_CREDIT: Final = 0xFFFF_FFFF
 
 
 class LinkState(Enum):
@@ -111,7 +105,6 @@ class LinkProtocol:
     """
 
     __slots__ = (
-        "_credit",
         "_decoder",
         "_done_sending",
         "_events",
@@ -120,16 +113,12 @@ class LinkProtocol:
         "_hello_sent",
         "_hold_limit",
         "_holding",
-        "_idle_grant_at",
         "_max_frame_size",
         "_out",
-        "_pending",
-        "_recv_used",
-        "_unreported",
-        "credit_step",
+        "_receive",
+        "_send",
         "peer_goodbye",
         "peer_hello",
-        "pending_bytes",
         "state",
         "unsent_bytes",
         "window",
@@ -140,8 +129,6 @@ class LinkProtocol:
         self.state = LinkState.HELLO
         self.peer_hello: Hello | None = None
         self.peer_goodbye: GoodbyeReceived | None = None
-        self.pending_bytes = 0
-        "Bytes of MESSAGE/REQUEST frames queued here, waiting for credit."
         self.unsent_bytes = 0
         "Bytes of MESSAGE/REQUEST frames released but not yet pulled by `data_to_send()`."
         self._decoder = FrameDecoder(min(max_frame_size, MAX_HELLO_SIZE))
@@ -154,17 +141,8 @@ class LinkProtocol:
         self._done_sending = False
         self._out: list[bytes] = []
         self._events: list[LinkEvent] = []
-        self._credit = 0
-        self._pending: deque[tuple[bytes, bytes, int]] = deque()
-        self._recv_used = 0
-        self._unreported = 0
-        self.credit_step = max(1, window // _CREDIT_FRACTION)
-        "Handled bytes after which `consumed()` grants credit back, idle or not."
-        # Idle grants wait for 1/64 of the window, but never so long that the
-        # largest frame this side accepts would not fit in the peer's credit.
-        self._idle_grant_at = max(
-            1, min(window // _IDLE_CREDIT_FRACTION, window - max_frame_size - HEADER_SIZE + 1)
-        )
+        self._send = SendCredit()
+        self._receive = ReceiveCredit(window, max_frame_size)
 
     # -- outputs -----------------------------------------------------------
 
@@ -186,7 +164,17 @@ class LinkProtocol:
     @property
     def send_credit(self) -> int:
         """Bytes of MESSAGE/REQUEST frames that may be sent right now."""
-        return self._credit
+        return self._send.available
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of MESSAGE/REQUEST frames queued here, waiting for credit."""
+        return self._send.pending_bytes
+
+    @property
+    def credit_step(self) -> int:
+        """Handled bytes after which `consumed()` grants credit back, idle or not."""
+        return self._receive.step
 
     @property
     def sending(self) -> bool:
@@ -196,7 +184,7 @@ class LinkProtocol:
     @property
     def inbound_bytes(self) -> int:
         """Bytes of received MESSAGE/REQUEST frames not yet re-granted as credit."""
-        return self._recv_used
+        return self._receive.used
 
     # -- input -------------------------------------------------------------
 
@@ -256,32 +244,33 @@ class LinkProtocol:
         events = self._events
         append = events.append
         window = self.window
-        used = self._recv_used
+        receive = self._receive
+        used = receive.used
         receiving = self._receiving()
         for index, (kind, cmd_id, request_id, body) in enumerate(frames):
             if kind in (_MESSAGE, _REQUEST):
                 if not receiving:
-                    self._recv_used = used
+                    receive.used = used
                     self._refuse_inbound(FrameKind(kind))
                 size = HEADER_SIZE + len(body)
                 used += size
                 if used > window:
-                    self._recv_used = used - size
+                    receive.used = used - size
                     raise FlowControlViolation(f"{used} bytes outstanding, window is {window}")
                 if kind == _MESSAGE:
                     append(MessageReceived(cmd_id, body, size))
                 else:
                     append(RequestReceived(cmd_id, request_id, body, size))
             else:
-                self._recv_used = used
+                receive.used = used
                 self._handle_control(Frame(FrameKind(kind), cmd_id, request_id, body))
-                used = self._recv_used
+                used = receive.used
                 receiving = self._receiving()
                 if self._holding:  # the peer's HELLO: the rest waits for admit()
                     self._held = frames[index + 1 :]
                     self._held_bytes = sum(HEADER_SIZE + len(f[3]) for f in self._held)
                     break
-        self._recv_used = used
+        receive.used = used
 
     def _receiving(self) -> bool:
         state = self.state
@@ -301,10 +290,10 @@ class LinkProtocol:
             self.peer_hello = hello
             self._decoder.max_frame_size = self._max_frame_size
             self._holding = self._hello_sent  # the dialer's link opens here: hold until admit()
-            self._credit = hello.window
+            self._send.grant(hello.window)
             if self._hello_sent and self.state is LinkState.HELLO:
                 self.state = LinkState.OPEN
-            self._release_pending()
+            self.unsent_bytes += self._send.release(self._out)
             self._events.append(HelloReceived(hello))
             return
         if self.peer_hello is None or (
@@ -323,8 +312,8 @@ class LinkProtocol:
             self._events.append(ErrorReceived(frame.request_id, code, text))
         elif kind is FrameKind.CREDIT:
             amount = int.from_bytes(frame.body, "big")
-            self._credit = min(self._credit + amount, _MAX_CREDIT)
-            self._release_pending()
+            self._send.grant(amount)
+            self.unsent_bytes += self._send.release(self._out)
             self._events.append(CreditReceived(amount))
         elif kind is FrameKind.GOODBYE:
             code, reason = decode_code_text(frame.body)
@@ -342,8 +331,7 @@ class LinkProtocol:
         self._held = []
         self._held_bytes = 0
         self._done_sending = True
-        self._pending.clear()
-        self.pending_bytes = 0
+        self._send.clear()
         self._out = []
         self._events.append(LinkFailed(exc.code, exc.reason))
 
@@ -371,25 +359,9 @@ class LinkProtocol:
     def _send_counted(self, header: bytes, body: bytes) -> None:
         if self._done_sending:
             return  # after our GOODBYE nothing more is sent
-        size = HEADER_SIZE + len(body)
-        if self._pending or size > self._credit:
-            self._pending.append((header, body, size))
-            self.pending_bytes += size
-            return
-        self._credit -= size
-        self.unsent_bytes += size
-        out = self._out
-        out.append(header)
-        out.append(body)
-
-    def _release_pending(self) -> None:
-        pending = self._pending
-        out = self._out
-        while pending and pending[0][2] <= self._credit:
-            header, body, size = pending.popleft()
-            self._credit -= size
-            self.pending_bytes -= size
-            self.unsent_bytes += size
+        if self._send.take(header, body):
+            self.unsent_bytes += HEADER_SIZE + len(body)
+            out = self._out
             out.append(header)
             out.append(body)
 
@@ -423,32 +395,16 @@ class LinkProtocol:
         """
         if self.state is LinkState.CLOSED or self.state is LinkState.CLOSING:
             return 0
-        dropped = len(self._pending)
-        self._pending.clear()
-        self.pending_bytes = 0
+        dropped = self._send.clear()
         self._out.append(encode_frame(FrameKind.GOODBYE, encode_code_text(code, reason, 256)))
         self._done_sending = True
         self.state = LinkState.CLOSED if self.peer_goodbye is not None else LinkState.CLOSING
         return dropped
 
     def consumed(self, size: int, *, idle: bool) -> None:
-        """Report that a received MESSAGE/REQUEST of `size` bytes was handled.
-
-        Credit goes back to the peer once 1/8 of the window has been handled,
-        or, when `idle` (nothing else from this peer waits to be handled), once
-        1/64 has: a quiet link ends with all but less than 1/64 of its window
-        open, and always with room for the largest frame this side accepts.
-        Small exchanges (a request and its reply) so cost no CREDIT frame, and
-        no packet of their own.  Then call `data_to_send()`.
-        """
-        unreported = self._unreported + size
-        if self.state is not LinkState.OPEN:
-            # Closing: no more credit goes out, the accounting just ends.
-            self._unreported = 0
-            self._recv_used -= unreported
-        elif unreported >= self.credit_step or (idle and unreported >= self._idle_grant_at):
-            self._unreported = 0
-            self._recv_used -= unreported
-            self._out.append(encode_frame(FrameKind.CREDIT, unreported.to_bytes(4, "big")))
-        else:
-            self._unreported = unreported
+        """Report that received MESSAGE/REQUEST frames of `size` bytes were handled;
+        credit goes back when due (`ReceiveCredit.consumed`).  Then call
+        `data_to_send()`."""
+        grant = self._receive.consumed(size, idle=idle, granting=self.state is LinkState.OPEN)
+        if grant:
+            self._out.append(encode_frame(FrameKind.CREDIT, grant.to_bytes(4, "big")))
