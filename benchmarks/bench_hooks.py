@@ -115,7 +115,7 @@ async def _throughput(pki: TestPKI, plugins: Callable[[], list[object]], count: 
         return SyncReply(count)
 
     async with server:
-        peer = qrpc.Peer(*server.address, expected_id=server.id)
+        peer = qrpc.PeerAddress(*server.address, expected_id=server.id)
         client = qrpc.Node(
             registry, tls=pki.node_tls(), peers=[peer], plugins=plugins(), autoload_plugins=False
         )

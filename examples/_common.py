@@ -53,6 +53,6 @@ def make_node(tls: qrpc.TLS, dial: Sequence[qrpc.Node] = ()) -> qrpc.Node:
     return qrpc.Node(
         registry,
         tls=tls,
-        peers=[qrpc.Peer(*node.address, expected_id=node.id) for node in dial],
+        peers=[qrpc.PeerAddress(*node.address, expected_id=node.id) for node in dial],
         autoload_plugins=False,
     )

@@ -115,7 +115,9 @@ async def main() -> int:
             tls[name] = qrpc.TLS(directory / "ca.crt", cert, key)
             say(name, f"certificate issued for node {issued.node_id}")
         ports = {name: free_port() for name in "ABC"}
-        peer = {n: qrpc.Peer("127.0.0.1", ports[n], expected_id=tls[n].node_id) for n in "ABC"}
+        peer = {
+            n: qrpc.PeerAddress("127.0.0.1", ports[n], expected_id=tls[n].node_id) for n in "ABC"
+        }
 
         a = make_node("A", tls["A"], ports["A"], [peer["B"], peer["C"]])
         b = make_node("B", tls["B"], ports["B"], [peer["C"]])

@@ -82,7 +82,6 @@ def test_only_the_facade_the_cli_and_the_test_kit_import_the_node(
 
 def test_modules_stay_small() -> None:
     sizes = {
-        str(path.relative_to(SRC)): len(path.read_text().splitlines())
-        for path in SRC.rglob("*.py")
+        str(path.relative_to(SRC)): len(path.read_text().splitlines()) for path in SRC.rglob("*.py")
     }
     assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}

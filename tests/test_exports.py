@@ -41,3 +41,10 @@ def test_module_all_lists_match_their_modules() -> None:
         module = importlib.import_module(module_name)
         for name in module.__all__:
             assert hasattr(module, name), f"{module_name}.{name}"
+
+
+def test_first_names_stay_as_aliases() -> None:
+    # PeerAddress was called Peer, ctx.identity was ctx.peer: both first names keep working.
+    assert qrpc.Peer is qrpc.PeerAddress
+    assert qrpc.Context.peer.__doc__ is not None
+    assert "identity" in qrpc.Context.peer.__doc__

@@ -1,7 +1,9 @@
 """`qrpc.tls.identity.verify_peer` as a table, without sockets.
 
-Each row of SECURITY-NOTES §5 (rows 1-18) that concerns the certificate
-itself becomes one call of `verify_peer(leaf, intermediates, trust=[ca],
+Each case of the mutual-TLS refusal matrix that concerns the certificate
+itself (missing, foreign CA, forged issuer, self-signed, expired, wrong or
+missing EKU, CA as leaf, bad key usage, weak key, unknown critical
+extension, chain depth, SAN shape) becomes one call of `verify_peer(leaf, intermediates, trust=[ca],
 domain="qrpc", role=..., now=...)` and asserts the exact TLS alert.  The
 accepting rows double as positive controls: the same builder with the one
 bad property fixed.

@@ -145,7 +145,8 @@ def test_client_without_certificate_is_refused_in_memory(qrpc_pki: TestPKI) -> N
 
 
 def test_no_session_ticket_is_ever_issued(qrpc_pki: TestPKI) -> None:
-    """A resumed session would skip the client certificate (SECURITY-NOTES §2.4)."""
+    """A resumed session would skip the client certificate: aioquic sends a
+    CertificateRequest only when no pre-shared key is used."""
     tickets: list[object] = []
     settings = QuicSettings()
     client = QrpcQuicConnection(

@@ -41,7 +41,8 @@ async def test_handler_answers_through_its_context(make_node: NodeFactory) -> No
 
     @a.handler(1)
     async def on_ping(ctx: qrpc.Context, msg: Ping) -> None:
-        assert ctx.peer.node_id == ctx.peer_id
+        assert ctx.identity.node_id == ctx.peer_id
+        assert ctx.peer is ctx.identity  # the first name stays
         await ctx.reply(Pong(f"hello {msg.text}"))
 
     @b.handler(2)

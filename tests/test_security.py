@@ -1,10 +1,12 @@
 """Loading TLS material eagerly: `qrpc.TLS` and `load_ca_file`.
 
 Every unusable file must fail *at construction* with `qrpc.ConfigError`
-naming the file and the reason (SECURITY-NOTES §2.5, matrix rows 2, 15,
-27-30) -- never a raw `IndexError`/`TypeError`, and never later, at the
-first handshake.  Certificates are generated per test, in tmp_path; keys of
-the slow types (RSA, DSA) are generated once per session and reused.
+naming the file and the reason (unusable key types, a key that does not
+match its certificate, garbled or empty PEM files, a missing or non-CA CA
+file, encrypted keys without the right password) -- never a raw
+`IndexError`/`TypeError`, and never later, at the first handshake.
+Certificates are generated per test, in tmp_path; keys of the slow types
+(RSA, DSA) are generated once per session and reused.
 """
 
 from __future__ import annotations

@@ -30,4 +30,4 @@ def test_public_api_types() -> None:
             checks += 1
             assert number in revealed, f"line {number} revealed nothing: {stdout}{stderr}"
             assert expectation.group(1) in revealed[number], (number, revealed[number])
-    assert checks == len(revealed) == 10, (checks, revealed)
+    assert checks == len(revealed) == 14, (checks, revealed)

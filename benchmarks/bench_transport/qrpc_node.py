@@ -119,7 +119,7 @@ class _Client(ClientCommands):
         self.spec = spec
         info = spec.peer_info
         self.server_id: str = info["node_id"]
-        self.peer = qrpc.Peer(info["host"], info["port"], expected_id=self.server_id)
+        self.peer = qrpc.PeerAddress(info["host"], info["port"], expected_id=self.server_id)
         self.node = make_node(spec, spec.certs.client, [self.peer])
         self.info: dict[str, Any] = {}
 
@@ -252,7 +252,7 @@ class _Hub:
 class _Spokes:
     def __init__(self, spec: WorkerSpec) -> None:
         info = spec.peer_info
-        hub = qrpc.Peer(info["host"], info["port"], expected_id=info["node_id"])
+        hub = qrpc.PeerAddress(info["host"], info["port"], expected_id=info["node_id"])
         count = int(spec.options.get("spokes", 20))
         self.nodes = [make_node(spec, cert, [hub]) for cert in spec.certs.spokes[:count]]
         self.hub_id: str = info["node_id"]

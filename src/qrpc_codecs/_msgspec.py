@@ -11,7 +11,7 @@ from qrpc_codecs import CodecError, DecodeError, EncodeError
 
 T = TypeVar("T")
 
-# What msgspec raises for bad input (SECURITY-NOTES §6.2): DecodeError covers
+# What msgspec raises for bad input: DecodeError covers
 # ValidationError; invalid UTF-8 and deep nesting escape as the other two.
 DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 ENCODE_ERRORS: Final = (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError)

@@ -28,6 +28,8 @@ async def check(node: qrpc.Node, peer_id: str) -> None:
     reveal_type(await node.request(peer_id, Ping("x")))  # assert "Any" in typ
     reveal_type(await node.broadcast(Ping("x")))  # assert "int" in typ
     reveal_type(node.peers())  # assert "list[str]" in typ
+    reveal_type(node.link_stats(peer_id).queued_bytes)  # assert "int" in typ
+    reveal_type(node.dial_states())  # assert "DialState" in typ
     reveal_type(await node.wait_for_peer(peer_id, timeout=1))  # assert "str" in typ
     async for event in node.events():
         reveal_type(event)  # assert "Connected" in typ
@@ -37,4 +39,6 @@ async def check(node: qrpc.Node, peer_id: str) -> None:
 
 async def check_context(ctx: qrpc.Context) -> None:
     reveal_type(await ctx.request("id", Ping("x"), reply=Pong))  # assert "Pong" in typ
+    reveal_type(ctx.identity)  # assert "PeerIdentity" in typ
     reveal_type(ctx.peer)  # assert "PeerIdentity" in typ
+    reveal_type(ctx.node)  # assert "NodeHandle" in typ

@@ -1,4 +1,4 @@
-"""`FrameDecoder`: round trip, split feeding, totality and the size bound (SECURITY-NOTES §6.3)."""
+"""`FrameDecoder`: round trip, split feeding, totality and the size bound (hypothesis)."""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ class TestPKI:
         write_pem(self.ca, self.ca_path)
 
     def issue(self, node_id: str | None = None, **options: Any) -> Issued:
-        """Issue a node certificate (options as `qrpc.certs.issue_node_cert`)."""
+        """Issue a node certificate (options as `qrpc.tls.certs.issue_node_cert`)."""
         options.setdefault("domain", self.domain)
         return issue_node_cert(self.ca, node_id, **options)
 

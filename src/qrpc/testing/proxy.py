@@ -3,7 +3,7 @@
 There is no netem on every machine (and none here): the proxy sits between a
 dialer and a node on loopback and, per direction, drops, duplicates,
 reorders, delays, corrupts or blackholes datagrams, with a seeded RNG so a
-failing run can be replayed (SECURITY-NOTES §7.2)::
+failing run can be replayed::
 
     proxy = UdpProxy(node.address, seed=7, both=Impairment(loss=0.05, delay=0.01))
     host, port = await proxy.start()

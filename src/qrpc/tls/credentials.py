@@ -135,7 +135,7 @@ class TLS:
             raise ConfigError(
                 self.cert_path,
                 f"certificate has no identity SAN '<node-id>.node.{self.domain}' "
-                "(issue one with `qrpc certs` or qrpc.certs.issue_node_cert)",
+                "(issue one with `qrpc certs` or qrpc.tls.certs.issue_node_cert)",
             )
         return identity
 

@@ -13,7 +13,7 @@ the class of its TLS context, right after aioquic creates it in
   CertificateRequest is sent;
 - refuses an empty client Certificate message (`certificate_required`);
 - after aioquic has checked the CertificateVerify signature (proof that the
-  peer holds the key), runs `qrpc.identity.verify_peer` on the peer's chain
+  peer holds the key), runs `qrpc.tls.identity.verify_peer` on the peer's chain
   -- on both sides -- and raises a TLS alert on failure.
 
 The alert aborts the handshake before any application byte from the peer
@@ -138,7 +138,7 @@ class QrpcQuicConnection(QuicConnection):
     """A `QuicConnection` that verifies its peer's certificate the qrpc way.
 
     Args:
-        configuration: from `qrpc.security.TLS.quic_configuration`.
+        configuration: from `quic_configuration`.
         policy: how to judge the peer's certificate.
         **kwargs: passed to `QuicConnection` (never session-ticket hooks).
     """
