@@ -48,7 +48,6 @@ __all__ = ["Node"]
 log = logging.getLogger("qrpc.node")
 R = TypeVar("R", bound=msgspec.Struct)
 HandlerT = TypeVar("HandlerT", bound=Callable[[Context, Any], Awaitable[Any]])
-_YIELD_EVERY = 64 * 1024  # bytes queued for the wire before `send` yields once
 
 
 class Node:
@@ -309,7 +308,7 @@ class Node:
     def _link(self, peer_id: str) -> PeerLink:
         if self._closed:
             raise NodeClosed("the node is closed")
-        link = self._run.table.get(peer_id) if self._run is not None else None
+        link = self._run.table.by_id.get(peer_id) if self._run is not None else None
         if link is None:
             raise PeerNotFound(peer_id)
         return link
@@ -335,16 +334,14 @@ class Node:
         outbox = self._link(peer_id).outbox
         cmd_id, body = outbox.encode(message)
         try:
-            if not outbox.writable:
+            if outbox.credit.pending_bytes >= outbox.high_water:
                 await outbox.wait_writable()
-            outbox.send_message(cmd_id, body, message)
+            crowded = outbox.send_message(cmd_id, body, message)
         except PeerDisconnected:
             if self._closed:
                 raise NodeClosed("the node closed while the message waited for room") from None
             raise
-        if outbox.unsent_bytes >= _YIELD_EVERY:
-            # A tight send loop must let the loop transmit and read ACKs now and then,
-            # instead of encoding a whole window before the first packet leaves.
+        if crowded:
             await asyncio.sleep(0)
 
     @overload

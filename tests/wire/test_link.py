@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, strategies as st
 
 from qrpc.codes import ErrorCode
-from qrpc.errors import BadHello
+from qrpc.errors import BadHello, PeerDisconnected
 from qrpc.wire.decoder import FrameDecoder
 from qrpc.wire.events import (
     CreditReceived,
@@ -865,12 +865,16 @@ def test_closed_link_ignores_data():
 
 
 def test_nothing_is_sent_after_goodbye():
-    # link.py: "After GOODBYE nothing more is sent".
+    # link.py: "After our GOODBYE nothing more is sent": a message or request raises
+    # (never a silent drop); a late reply is dropped (its requester is gone anyway).
     a, b = link_pair()
     a.send_goodbye()
     transfer(a, b)
     b.events()
-    a.send_message(1, b"after goodbye")
+    with pytest.raises(PeerDisconnected):
+        a.send_message(1, b"after goodbye")
+    with pytest.raises(PeerDisconnected):
+        a.send_request(1, 7, b"after goodbye")
     a.send_response(1, 1, b"reply after goodbye")
     transfer(a, b)
     assert [type(e) for e in b.events()] == []

@@ -62,13 +62,12 @@ class Inbox:
 
     __slots__ = (
         "_backlog",
-        "_credit",
-        "_credit_link",
         "_handlers",
         "_node",
         "_on_crash",
         "_shared_context",
         "_slots",
+        "_tail_link",
         "_tasks",
         "_wake",
         "active",
@@ -91,13 +90,12 @@ class Inbox:
         self._handlers = handlers
         self._node = node
         self._on_crash = on_crash
-        self._backlog: deque[tuple[PeerLink, Inbound]] = deque()
+        self._backlog: deque[PeerLink | Inbound] = deque()
+        self._tail_link: PeerLink | None = None
         self._wake: asyncio.Future[None] | None = None
         self._slots: dict[int, asyncio.Semaphore] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._shared_context: tuple[PeerLink, Context] | None = None
-        self._credit_link: PeerLink | None = None
-        self._credit = 0  # bytes handled on `_credit_link` and not yet reported
         self.task = asyncio.get_running_loop().create_task(
             self._run(), name=f"qrpc-dispatch-{peer_id}"
         )
@@ -108,9 +106,14 @@ class Inbox:
 
     # -- fed by links (MessageSink) ------------------------------------------------
 
-    def put(self, link: PeerLink, event: Inbound) -> None:
-        """Queue a message or request received on `link`."""
-        self._backlog.append((link, event))
+    def put(self, link: PeerLink, events: list[Inbound]) -> None:
+        """Queue messages and requests received on `link`, and wake the task."""
+        backlog = self._backlog
+        if link is not self._tail_link:  # a marker: the events after it came on `link`
+            self._tail_link = link
+            backlog.append(link)
+        backlog.extend(events)
+        self.wake()
 
     def wake(self) -> None:
         """Let the task look at the backlog again."""
@@ -129,19 +132,29 @@ class Inbox:
         backlog = self._backlog
         handlers = self._handlers
         loop = asyncio.get_running_loop()
+        link: PeerLink = None  # type: ignore[assignment]  # put() queues a link first
+        step = 0
+        credit = 0  # bytes handled on `link` and not yet granted back
         while True:
             if not backlog:
-                self._report_credit(idle=True)
+                if credit:
+                    link.outbox.grant(credit, idle=True)
+                    credit = 0
                 if not self.active:
                     return
                 self._wake = loop.create_future()
                 await self._wake
                 self._wake = None
                 continue
-            link, event = backlog.popleft()
-            if link is not self._credit_link:
-                self._report_credit(idle=False)
-                self._credit_link = link
+            item = backlog.popleft()
+            if type(item) is PeerLink:  # what follows came on this link
+                if credit:
+                    link.outbox.grant(credit, idle=False)
+                    credit = 0
+                link = item
+                step = link.credit_step
+                continue
+            event: Inbound = item  # type: ignore[assignment]
             spec = handlers.get(event.cmd_id)
             if spec is not None and spec.concurrency > 1:
                 await self._start_concurrent(spec, link, event)
@@ -150,15 +163,10 @@ class Inbox:
                 await self._handle(link, event, spec)
             except BaseException as exc:
                 self._unexpected(link, event, exc)
-            self._credit += event.size
-            if self._credit >= link.credit_step:
-                self._report_credit(idle=not backlog)
-
-    def _report_credit(self, *, idle: bool) -> None:
-        link = self._credit_link
-        if link is not None and self._credit:
-            link.outbox.grant(self._credit, idle=idle)
-        self._credit = 0
+            credit += event.size
+            if credit >= step:
+                link.outbox.grant(credit, idle=not backlog)
+                credit = 0
 
     async def _start_concurrent(self, spec: HandlerSpec, link: PeerLink, event: Inbound) -> None:
         slots = self._slots.get(event.cmd_id)
@@ -209,7 +217,7 @@ class Inbox:
         except Exception as exc:  # CodecError, or anything a third-party codec raises
             self._refuse(link, request_id, RemoteErrorCode.DECODE_ERROR, f"cmd_id {cmd_id}: {exc}")
             return
-        tracers = link.tracers
+        tracers = link.outbox.tracers
         for tracer in tracers:
             try:
                 tracer.on_receive(link.peer_id, cmd_id, message, event.size)
@@ -219,7 +227,13 @@ class Inbox:
             text = f"no handler for cmd_id {cmd_id}"
             self._refuse(link, request_id, RemoteErrorCode.NO_HANDLER, text)
             return
-        ctx = Context(link, request_id, self._node) if request_id else self._message_context(link)
+        if request_id:
+            ctx = Context(link, request_id, self._node)
+        else:  # one-way messages of one link share a context: it holds nothing per message
+            shared = self._shared_context
+            if shared is None or shared[0] is not link:
+                shared = self._shared_context = (link, Context(link, 0, self._node))
+            ctx = shared[1]
         try:
             if tracers:
                 result = await self._traced(spec, ctx, link, cmd_id, message)
@@ -246,7 +260,7 @@ class Inbox:
         spec: HandlerSpec, ctx: Context, link: PeerLink, cmd_id: int, message: Any
     ) -> Any:
         with contextlib.ExitStack() as stack:
-            for tracer in link.tracers:
+            for tracer in link.outbox.tracers:
                 scope = tracer.handler_scope(link.peer_id, cmd_id, message)
                 if scope is not None:
                     stack.enter_context(scope)
@@ -269,13 +283,6 @@ class Inbox:
             return
         log.info("handler for cmd_id %d from %s raised %r", cmd_id, link.peer_id, error)
         link.outbox.fail_request(request_id, RemoteErrorCode.HANDLER_ERROR, _describe(error))
-
-    def _message_context(self, link: PeerLink) -> Context:
-        # One-way messages of one link share a context: it holds nothing per message.
-        shared = self._shared_context
-        if shared is None or shared[0] is not link:
-            shared = self._shared_context = (link, Context(link, 0, self._node))
-        return shared[1]
 
     def _refuse(self, link: PeerLink, request_id: int, code: RemoteErrorCode, text: str) -> None:
         if request_id:

@@ -80,11 +80,8 @@ class LinkStats:
 class MessageSink(Protocol):
     """Where an open link puts the messages and requests it receives (the peer's inbox)."""
 
-    def put(self, link: PeerLink, event: Inbound) -> None:
-        """Queue one message or request, in arrival order."""
-
-    def wake(self) -> None:
-        """New items were queued (called once per received batch)."""
+    def put(self, link: PeerLink, events: list[Inbound]) -> None:
+        """Queue the messages and requests of one received batch, in arrival order."""
 
 
 class PeerLink:
@@ -248,12 +245,11 @@ class PeerLink:
         on_reply = self._on_reply
         assert inbox is not None  # set by open()
         assert on_reply is not None
-        queued = False
+        inbound: list[Inbound] = []
         for event in events:
             kind = type(event)
             if kind is MessageReceived or kind is RequestReceived:
-                inbox.put(self, event)  # type: ignore[arg-type]
-                queued = True
+                inbound.append(event)  # type: ignore[arg-type]
             elif kind is ResponseReceived or kind is ErrorReceived:
                 on_reply(self, event)  # type: ignore[arg-type]
             elif kind is CreditReceived:
@@ -264,8 +260,8 @@ class PeerLink:
                 assert isinstance(event, LinkFailed)
                 log.warning("peer %s broke the protocol: %s", self.peer_id, event.reason)
                 self.close(event.code, "protocol violation")
-        if queued:
-            inbox.wake()
+        if inbound:
+            inbox.put(self, inbound)
 
     def _goodbye_received(self, event: GoodbyeReceived) -> None:
         self.outbox.goodbye(ErrorCode.NO_ERROR, "goodbye")  # the answer; no-op if already sent
@@ -284,11 +280,6 @@ class PeerLink:
             protocol.send_credit,
             protocol.inbound_bytes,
         )
-
-    @property
-    def tracers(self) -> list[Tracer]:
-        """The tracers plugins asked for on this link."""
-        return self.outbox.tracers
 
     @property
     def credit_step(self) -> int:

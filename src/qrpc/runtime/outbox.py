@@ -34,6 +34,7 @@ __all__ = ["Outbox"]
 
 log = logging.getLogger("qrpc.node")
 _ERROR_TEXT_LIMIT: Final = 1024  # bytes of error text sent to a requester
+_YIELD_EVERY: Final = 64 * 1024  # bytes queued for one transmit before a sender should yield
 
 
 class Outbox:
@@ -48,12 +49,13 @@ class Outbox:
 
     __slots__ = (
         "_flush",
-        "_high_water",
         "_protocol",
         "_registry",
         "_shut_reason",
         "_writers",
         "codec",
+        "credit",
+        "high_water",
         "max_body",
         "peer_id",
         "tracers",
@@ -68,9 +70,12 @@ class Outbox:
         high_water: int,
     ) -> None:
         self._protocol = protocol
+        self.credit = protocol.send
+        "The peer's credit and what waits for it (`queued`: ``credit.pending_bytes``)."
+        self.high_water = high_water
+        "Queued bytes at which senders wait (`writable`)."
         self._flush = flush
         self._registry = registry
-        self._high_water = high_water
         self._writers: list[asyncio.Future[None]] = []
         self._shut_reason: str | None = None
         self.codec: Codec | None = None
@@ -116,12 +121,7 @@ class Outbox:
     @property
     def writable(self) -> bool:
         """Whether a message may be queued without waiting."""
-        return self._protocol.pending_bytes < self._high_water
-
-    @property
-    def unsent_bytes(self) -> int:
-        """Bytes released to the wire but not yet handed to the connection."""
-        return self._protocol.unsent_bytes
+        return self.credit.pending_bytes < self.high_water
 
     async def wait_writable(self) -> None:
         """Wait until the queue waiting for credit is under the high-water mark.
@@ -130,7 +130,7 @@ class Outbox:
             PeerDisconnected: the link ended (or is ending) while waiting.
         """
         loop = asyncio.get_running_loop()
-        while self._protocol.pending_bytes >= self._high_water:
+        while self.credit.pending_bytes >= self.high_water:
             self._check_sending()
             waiter = loop.create_future()
             self._writers.append(waiter)
@@ -139,20 +139,33 @@ class Outbox:
 
     def _check_sending(self) -> None:
         if self._shut_reason is not None or not self._protocol.sending:
-            reason = self._shut_reason or "it is closing"
-            raise PeerDisconnected(f"link to {self.peer_id} closed: {reason}")
+            self._closed_error()
 
-    def send_message(self, cmd_id: int, body: bytes, message: Any) -> None:
+    def _closed_error(self) -> None:
+        reason = self._shut_reason or "it is closing"
+        raise PeerDisconnected(f"link to {self.peer_id} closed: {reason}") from None
+
+    def send_message(self, cmd_id: int, body: bytes, message: Any) -> bool:
         """Queue an encoded one-way message now (no waiting for room).
+
+        Returns:
+            True once enough bytes wait for this loop turn's transmit that a
+            sender in a tight loop should yield, so packets leave and ACKs
+            come in before it encodes a whole window.
 
         Raises:
             PeerDisconnected: the link ended or is ending.
         """
-        self._check_sending()
-        self._protocol.send_message(cmd_id, body)
+        if self._shut_reason is not None:
+            self._closed_error()
+        try:
+            self._protocol.send_message(cmd_id, body)
+        except PeerDisconnected:
+            self._closed_error()
         self._flush()
         if self.tracers:
             self._trace_send(cmd_id, message, HEADER_SIZE + len(body))
+        return self._protocol.unsent_bytes >= _YIELD_EVERY
 
     def send_request(self, cmd_id: int, request_id: int, body: bytes, message: Any) -> None:
         """Queue an encoded request now (no waiting for room).
@@ -160,8 +173,12 @@ class Outbox:
         Raises:
             PeerDisconnected: the link ended or is ending.
         """
-        self._check_sending()
-        self._protocol.send_request(cmd_id, request_id, body)
+        if self._shut_reason is not None:
+            self._closed_error()
+        try:
+            self._protocol.send_request(cmd_id, request_id, body)
+        except PeerDisconnected:
+            self._closed_error()
         self._flush()
         if self.tracers:
             self._trace_send(cmd_id, message, HEADER_SIZE + len(body))
@@ -257,7 +274,7 @@ class Outbox:
     async def drain(self) -> None:
         """Wait until no message waits for credit, or the link ended."""
         loop = asyncio.get_running_loop()
-        while self._protocol.pending_bytes and self._shut_reason is None:
+        while self.credit.pending_bytes and self._shut_reason is None:
             waiter = loop.create_future()
             self._writers.append(waiter)
             await waiter

@@ -62,6 +62,7 @@ class PeerTable:
         "_node",
         "_plugins",
         "_requests",
+        "by_id",
         "dialing",
     )
 
@@ -80,6 +81,8 @@ class PeerTable:
         self._requests = requests
         self._emit = emit
         self._links: dict[str, PeerLink] = {}
+        self.by_id: Mapping[str, PeerLink] = self._links
+        "The open links by peer ID (read-only view, for lookups on the hot path)."
         self._inboxes: dict[str, Inbox] = {}
         self._arrivals: dict[str | None, list[asyncio.Future[str]]] = {}
         self._departures: dict[str, list[asyncio.Future[None]]] = {}

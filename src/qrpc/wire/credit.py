@@ -29,7 +29,11 @@ _MAX_CREDIT: Final = 0xFFFF_FFFF
 
 
 class SendCredit:
-    """Credit for sending MESSAGE/REQUEST frames, and the frames waiting for it."""
+    """Credit for sending MESSAGE/REQUEST frames, and the frames waiting for it.
+
+    `LinkProtocol` spends it inline on its hot path: a frame goes out if
+    nothing is queued and it fits in `available`, else it joins `pending`.
+    """
 
     __slots__ = ("available", "pending", "pending_bytes")
 
@@ -44,16 +48,6 @@ class SendCredit:
     def grant(self, amount: int) -> None:
         """The peer granted `amount` more bytes (its HELLO window, or a CREDIT frame)."""
         self.available = min(self.available + amount, _MAX_CREDIT)
-
-    def take(self, header: bytes, body: bytes) -> bool:
-        """Spend credit on a frame and return True, or queue it and return False."""
-        size = HEADER_SIZE + len(body)
-        if self.pending or size > self.available:
-            self.pending.append((header, body, size))
-            self.pending_bytes += size
-            return False
-        self.available -= size
-        return True
 
     def release(self, out: list[bytes]) -> int:
         """Append to `out` the queued frames the credit now covers; return their bytes."""

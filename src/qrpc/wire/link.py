@@ -2,38 +2,32 @@
 
 Rules this module protects:
 
-- Each side sends HELLO first and exactly once.  A frame other than HELLO
-  before both HELLOs have been exchanged closes the link with
-  HELLO_REQUIRED; a second HELLO with PROTOCOL_VIOLATION.
-- Before the peer's HELLO, frames may be at most `MAX_HELLO_SIZE` bytes,
-  so a peer that never completes HELLO cannot make this side buffer a
-  large frame.
-- The side that answers HELLO (the acceptor) stays in the HELLO state until
-  it sends its own, so anything but GOODBYE from the peer fails the link at
-  once.  On the side that sent HELLO first (the dialer) the peer's HELLO
-  opens the link; from then until `admit()` nothing more is parsed: what
-  arrives is held, up to the window plus `MAX_HELLO_SIZE` bytes (more fails
-  the link with EARLY_DATA_LIMIT), and handled in order once the local
-  side admitted the peer.  A peer therefore cannot make this side act on,
-  or buffer without bound, frames sent while its admission (auth hooks
-  included) is decided.
-- The sender of every frame is the authenticated peer of the connection.
-  No frame carries a sender field, so none can claim another origin.
-- Message credit (`qrpc.wire.credit`, ``docs/protocol.md``): MESSAGE and
-  REQUEST frames may only be sent within the credit the receiver granted;
-  a peer that exceeds it is closed with FLOW_CONTROL.  Credit goes back
-  only once the application has handled frames (`consumed`).  RESPONSE,
-  ERROR, GOODBYE and CREDIT frames are exempt, so a reply can always reach
-  a requester whose inbound window is full of messages.
-- After GOODBYE nothing more is sent; a frame after the peer's GOODBYE is a
+- Each side sends HELLO first and exactly once.  Any other frame (but a
+  GOODBYE) before both HELLOs closes the link with HELLO_REQUIRED; a
+  second HELLO with PROTOCOL_VIOLATION.  Before the peer's HELLO, frames
+  may declare at most `MAX_HELLO_SIZE` bytes.
+- The acceptor stays in the HELLO state until it sends its own HELLO, so
+  anything but GOODBYE from the dialer fails the link at once.  On the
+  dialer the peer's HELLO opens the link, but nothing after it is parsed
+  until `admit()`: what arrives is held, up to the window plus
+  `MAX_HELLO_SIZE` bytes (more: EARLY_DATA_LIMIT), then handled in order.
+  A peer cannot make this side act on, or buffer without bound, frames
+  sent while its admission (auth hooks included) is decided.
+- The sender of every frame is the authenticated peer of the connection:
+  no frame carries a sender field.
+- Message credit (`qrpc.wire.credit`): MESSAGE and REQUEST frames only
+  within the credit the receiver granted (else FLOW_CONTROL), returned
+  only once frames were handled (`consumed`).  RESPONSE, ERROR, GOODBYE
+  and CREDIT are exempt, so a reply always reaches a full requester.
+- After our GOODBYE nothing more is sent (messages and requests raise
+  `PeerDisconnected`); a frame after the peer's GOODBYE is a
   PROTOCOL_VIOLATION.
 - Any `ProtocolError` moves the link to CLOSED and emits one `LinkFailed`
   carrying the code to close the connection with.
 
-Inputs are `receive_data(data)`; commands are the `send_*` methods,
-`admit` and `consumed`; outputs are pulled with `events()` and
-`data_to_send()`.
-Nothing here reads the clock, touches a socket or awaits.
+Input: `receive_data(data)`; commands: the `send_*` methods, `admit`,
+`consumed`; outputs, pulled: `events()` and `data_to_send()`.  Nothing here
+reads the clock, touches a socket or awaits.
 """
 
 from __future__ import annotations
@@ -46,6 +40,7 @@ from qrpc.errors import (
     FlowControlViolation,
     HelloRequired,
     MalformedFrame,
+    PeerDisconnected,
     ProtocolError,
 )
 from qrpc.wire.credit import ReceiveCredit, SendCredit
@@ -116,9 +111,9 @@ class LinkProtocol:
         "_max_frame_size",
         "_out",
         "_receive",
-        "_send",
         "peer_goodbye",
         "peer_hello",
+        "send",
         "state",
         "unsent_bytes",
         "window",
@@ -141,7 +136,8 @@ class LinkProtocol:
         self._done_sending = False
         self._out: list[bytes] = []
         self._events: list[LinkEvent] = []
-        self._send = SendCredit()
+        self.send = SendCredit()
+        "The sending direction's credit and the frames waiting for it."
         self._receive = ReceiveCredit(window, max_frame_size)
 
     # -- outputs -----------------------------------------------------------
@@ -164,12 +160,12 @@ class LinkProtocol:
     @property
     def send_credit(self) -> int:
         """Bytes of MESSAGE/REQUEST frames that may be sent right now."""
-        return self._send.available
+        return self.send.available
 
     @property
     def pending_bytes(self) -> int:
         """Bytes of MESSAGE/REQUEST frames queued here, waiting for credit."""
-        return self._send.pending_bytes
+        return self.send.pending_bytes
 
     @property
     def credit_step(self) -> int:
@@ -290,10 +286,10 @@ class LinkProtocol:
             self.peer_hello = hello
             self._decoder.max_frame_size = self._max_frame_size
             self._holding = self._hello_sent  # the dialer's link opens here: hold until admit()
-            self._send.grant(hello.window)
+            self.send.grant(hello.window)
             if self._hello_sent and self.state is LinkState.HELLO:
                 self.state = LinkState.OPEN
-            self.unsent_bytes += self._send.release(self._out)
+            self.unsent_bytes += self.send.release(self._out)
             self._events.append(HelloReceived(hello))
             return
         if self.peer_hello is None or (
@@ -312,8 +308,8 @@ class LinkProtocol:
             self._events.append(ErrorReceived(frame.request_id, code, text))
         elif kind is FrameKind.CREDIT:
             amount = int.from_bytes(frame.body, "big")
-            self._send.grant(amount)
-            self.unsent_bytes += self._send.release(self._out)
+            self.send.grant(amount)
+            self.unsent_bytes += self.send.release(self._out)
             self._events.append(CreditReceived(amount))
         elif kind is FrameKind.GOODBYE:
             code, reason = decode_code_text(frame.body)
@@ -331,7 +327,7 @@ class LinkProtocol:
         self._held = []
         self._held_bytes = 0
         self._done_sending = True
-        self._send.clear()
+        self.send.clear()
         self._out = []
         self._events.append(LinkFailed(exc.code, exc.reason))
 
@@ -348,22 +344,33 @@ class LinkProtocol:
 
     def send_message(self, cmd_id: int, body: bytes) -> None:
         """Send a one-way message, or queue it until credit arrives; then call
-        `data_to_send()`.  Check `pending_bytes` for backpressure."""
+        `data_to_send()`.  Check `pending_bytes` for backpressure.
+
+        Raises:
+            PeerDisconnected: this side sent GOODBYE, or the link failed.
+        """
         self._send_counted(HEADER.pack(PROTOCOL_VERSION, _MESSAGE, 0, len(body), cmd_id, 0), body)
 
     def send_request(self, cmd_id: int, request_id: int, body: bytes) -> None:
-        """Send a request (credit rules as `send_message`); then call `data_to_send()`."""
+        """Send a request (credit rules and errors as `send_message`); then call
+        `data_to_send()`."""
         header = HEADER.pack(PROTOCOL_VERSION, _REQUEST, 0, len(body), cmd_id, request_id)
         self._send_counted(header, body)
 
     def _send_counted(self, header: bytes, body: bytes) -> None:
         if self._done_sending:
-            return  # after our GOODBYE nothing more is sent
-        if self._send.take(header, body):
-            self.unsent_bytes += HEADER_SIZE + len(body)
-            out = self._out
-            out.append(header)
-            out.append(body)
+            raise PeerDisconnected("the link is closing: nothing more can be sent on it")
+        send = self.send
+        size = HEADER_SIZE + len(body)
+        if send.pending or size > send.available:
+            send.pending.append((header, body, size))
+            send.pending_bytes += size
+            return
+        send.available -= size
+        self.unsent_bytes += size
+        out = self._out
+        out.append(header)
+        out.append(body)
 
     def send_response(self, request_id: int, cmd_id: int, body: bytes) -> None:
         """Answer a request (exempt from credit); then call `data_to_send()`.
@@ -395,7 +402,7 @@ class LinkProtocol:
         """
         if self.state is LinkState.CLOSED or self.state is LinkState.CLOSING:
             return 0
-        dropped = self._send.clear()
+        dropped = self.send.clear()
         self._out.append(encode_frame(FrameKind.GOODBYE, encode_code_text(code, reason, 256)))
         self._done_sending = True
         self.state = LinkState.CLOSED if self.peer_goodbye is not None else LinkState.CLOSING
