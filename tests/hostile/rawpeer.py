@@ -60,6 +60,16 @@ class RawProtocol(QuicConnectionProtocol):
             asyncio.get_running_loop().create_future()
         )
         self.got_hello = asyncio.Event()
+        self.reading = True
+        "False: datagrams are dropped unread (no ACKs go back), see `stop_reading`."
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        if self.reading:
+            super().datagram_received(data, addr)
+
+    def stop_reading(self) -> None:
+        """Drop every datagram from now on: the peer sees a reader that never acknowledges."""
+        self.reading = False
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, StreamDataReceived) and event.stream_id == STREAM:
@@ -110,16 +120,22 @@ class RawClient:
     @staticmethod
     @asynccontextmanager
     async def connect(
-        pki: TestPKI, node: qrpc.Node, *, node_id: str | None = None, hello: bool = True
+        pki: TestPKI,
+        node: qrpc.Node,
+        *,
+        node_id: str | None = None,
+        hello: bool = True,
+        window: int = WINDOW,
     ) -> AsyncIterator[RawProtocol]:
-        """Complete mutual TLS with `node` (and send HELLO unless `hello` is False)."""
+        """Complete mutual TLS with `node` (and send HELLO, granting `window`, unless
+        `hello` is False)."""
         config, peer_id = _configuration(pki, is_client=True, node_id=node_id)
         host, port = node.address
         async with connect(host, port, configuration=config, create_protocol=RawProtocol) as proto:
             assert isinstance(proto, RawProtocol)
             proto.node_id = peer_id
             if hello:
-                proto.send_frame(hello_frame(peer_id))
+                proto.send_frame(hello_frame(peer_id, window=window))
             yield proto
 
 
