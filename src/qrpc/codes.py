@@ -57,6 +57,12 @@ class ErrorCode(IntEnum):
     """The closing node hit a bug; details are in its log."""
     EARLY_DATA_LIMIT = 0x19
     """The peer sent more before its link was admitted than the receiver holds."""
+    STREAM_RESET = 0x1A
+    """The peer reset the link's stream, or asked this side to stop sending on it."""
+    CERTIFICATE_EXPIRED = 0x1B
+    """The peer's certificate, or one above it in its chain, expired while the link was up."""
+    AUTH_REVOKED = 0x1C
+    """An auth hook no longer admits the peer (`Node.reauthorize`)."""
 
 
 class RemoteErrorCode(IntEnum):

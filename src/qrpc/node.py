@@ -334,7 +334,7 @@ class Node:
         outbox = self._link(peer_id).outbox
         cmd_id, body = outbox.encode(message)
         try:
-            if outbox.credit.pending_bytes >= outbox.high_water:
+            if not outbox.writable:
                 await outbox.wait_writable()
             crowded = outbox.send_message(cmd_id, body, message)
         except PeerDisconnected:

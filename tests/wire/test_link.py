@@ -350,8 +350,17 @@ def test_request_event_fields():
     )
 
 
+def asked(a: LinkProtocol, b: LinkProtocol, *request_ids: int) -> None:
+    """`a` sends requests `request_ids` to `b` (so `b` may answer them); events drained."""
+    for request_id in request_ids:
+        a.send_request(1, request_id, b"?")
+    transfer(a, b)
+    b.events()
+
+
 def test_response_event_fields():
     a, b = link_pair()
+    asked(a, b, 99)
     b.send_response(99, 4, b"answer")
     transfer(b, a)
     event = only(a.events(), ResponseReceived)
@@ -360,6 +369,7 @@ def test_response_event_fields():
 
 def test_response_without_value_has_cmd_id_zero_and_empty_body():
     a, b = link_pair()
+    asked(a, b, 5)
     b.send_response(5, 0, b"")
     transfer(b, a)
     event = only(a.events(), ResponseReceived)
@@ -374,6 +384,7 @@ def test_response_with_cmd_id_zero_and_a_body_is_malformed():
 
 def test_error_event_fields():
     a, b = link_pair()
+    asked(a, b, 17)
     b.send_error(17, 1, "handler raised", 256)
     transfer(b, a)
     event = only(a.events(), ErrorReceived)
@@ -382,13 +393,15 @@ def test_error_event_fields():
 
 def test_error_text_is_cut_to_the_limit():
     a, b = link_pair()
+    asked(a, b, 1)
     b.send_error(1, 2, "x" * 100, 10)
     transfer(b, a)
     assert only(a.events(), ErrorReceived).text == "xxxxxx"
 
 
 def test_error_with_invalid_utf8_text_is_replaced_not_failed():
-    a, _b = link_pair()
+    a, b = link_pair()
+    asked(a, b, 3)
     a.receive_data(encode_frame(FrameKind.ERROR, b"\x00\x00\x00\x01\xff", request_id=3))
     event = only(a.events(), ErrorReceived)
     assert (event.request_id, event.code, event.text) == (3, 1, "\ufffd")
@@ -406,17 +419,32 @@ def test_goodbye_event_fields():
 
 def test_credit_event_fields():
     a, _b = link_pair()
+    a.send_message(1, b"x" * 284)  # spends 300 bytes of credit
     a.receive_data(credit_frame(300))
     assert only(a.events(), CreditReceived).amount == 300
-    assert a.send_credit == WINDOW + 300
+    assert a.send_credit == WINDOW
 
 
-def test_credit_saturates_at_u32_max():
+@pytest.mark.parametrize("spent", [0, 300], ids=["nothing-spent", "some-spent"])
+def test_credit_beyond_what_was_spent_fails_flow_control(spent):
+    # A peer can only return credit for bytes it received: more is a lie that would
+    # let it decide how much this side buffers.
     a, _b = link_pair()
-    a.receive_data(credit_frame(2**32 - 1))
-    a.receive_data(credit_frame(2**32 - 1))
-    assert [e.amount for e in a.events() if isinstance(e, CreditReceived)] == [2**32 - 1] * 2
-    assert a.send_credit == 2**32 - 1
+    if spent:
+        a.send_message(1, b"x" * (spent - HEADER_SIZE))
+    a.receive_data(credit_frame(spent + 1))
+    assert failure(a).code == ErrorCode.FLOW_CONTROL
+
+
+@pytest.mark.parametrize("kind", [FrameKind.RESPONSE, FrameKind.ERROR], ids=["response", "error"])
+def test_an_answer_to_a_request_never_sent_fails_protocol_violation(kind):
+    a, b = link_pair()
+    asked(a, b, 1)
+    body = b"\x00\x00\x00\x01no" if kind is FrameKind.ERROR else b""
+    a.receive_data(encode_frame(kind, body, request_id=1))  # answers the one request
+    assert [type(e) for e in a.events()] != []
+    a.receive_data(encode_frame(kind, body, request_id=1))  # a second answer: forged
+    assert failure(a).code == ErrorCode.PROTOCOL_VIOLATION
 
 
 def test_many_frames_in_one_chunk_give_events_in_order():
@@ -635,6 +663,7 @@ def _send_goodbye(link: LinkProtocol) -> None:
 )
 def test_replies_are_exempt_from_credit(send, expected):
     a, b = link_pair()
+    asked(a, b, 1)
     fill_credit(b, b"m" * 1008)
     transfer(b, a)
     assert len(a.events()) == 8
@@ -798,6 +827,7 @@ def test_peer_goodbye_after_ours_closes_the_link():
 
 def test_peer_may_still_send_while_we_are_closing():
     a, b = link_pair()
+    asked(a, b, 3)
     a.send_goodbye()
     b.send_message(9, b"in flight")
     b.send_response(3, 1, b"reply")

@@ -70,7 +70,8 @@ class LinkStats:
     remote_address: tuple[str, int]
     """Where the peer's datagrams come from."""
     queued_bytes: int
-    """Bytes of messages and requests queued here, waiting for the peer's credit."""
+    """Bytes of messages and requests queued here: waiting for the peer's credit, or
+    for QUIC to take them."""
     send_credit: int
     """Bytes the peer lets this node send right now."""
     inbound_bytes: int
@@ -156,7 +157,7 @@ class PeerLink:
         self._on_reply: ReplyHandler | None = None
         self._on_gone: Callable[[PeerLink], None] | None = None
         self._route: Callable[[list[LinkEvent]], None] = self._route_setup
-        conn.attach(self._on_data, self.protocol.data_to_send, self._conn_closed)
+        conn.attach(self._on_data, self.outbox.pull, self._conn_closed)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open" if self._inbox is not None else "setup"
@@ -276,7 +277,7 @@ class PeerLink:
             self.peer_id,
             self.dialed,
             (str(host), int(port)),
-            protocol.pending_bytes,
+            self.outbox.queued_bytes,
             protocol.send_credit,
             protocol.inbound_bytes,
         )
@@ -284,7 +285,7 @@ class PeerLink:
     @property
     def credit_step(self) -> int:
         """Handled bytes after which credit goes back, idle or not."""
-        return self.protocol.credit_step
+        return self.protocol.receive.step
 
     # -- closing -------------------------------------------------------------------
 

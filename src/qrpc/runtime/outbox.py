@@ -6,8 +6,11 @@ ends with exactly one flush request (`_flush`, the connection's
 ``want_flush``).  Nothing else in the runtime requests a transmit.
 
 Backpressure: messages and requests wait in the wire layer for the peer's
-credit; `wait_writable` makes a sender wait while more than `high_water`
-bytes do.  Once the link is ending (`shut`) or this side said GOODBYE,
+credit, and then for the connection to take them (it takes more only while
+QUIC has little unacknowledged).  Both count: `wait_writable` makes a sender
+wait while more than `high_water` bytes are queued either way, so neither
+a peer that grants huge credit nor one that stops acknowledging decides how
+much this node buffers for it.  Once the link is ending (`shut`) or this side said GOODBYE,
 sends raise `PeerDisconnected` instead of vanishing; replies to a peer
 that is gone are dropped (its requester already failed).
 """
@@ -48,14 +51,14 @@ class Outbox:
     """
 
     __slots__ = (
+        "_credit",
         "_flush",
+        "_high_water",
         "_protocol",
         "_registry",
         "_shut_reason",
         "_writers",
         "codec",
-        "credit",
-        "high_water",
         "max_body",
         "peer_id",
         "tracers",
@@ -70,10 +73,8 @@ class Outbox:
         high_water: int,
     ) -> None:
         self._protocol = protocol
-        self.credit = protocol.send
-        "The peer's credit and what waits for it (`queued`: ``credit.pending_bytes``)."
-        self.high_water = high_water
-        "Queued bytes at which senders wait (`writable`)."
+        self._credit = protocol.send
+        self._high_water = high_water
         self._flush = flush
         self._registry = registry
         self._writers: list[asyncio.Future[None]] = []
@@ -119,9 +120,23 @@ class Outbox:
         return cmd_id, body
 
     @property
+    def queued_bytes(self) -> int:
+        """Message and request bytes queued here: waiting for credit, or for the
+        connection to take them."""
+        return self._credit.pending_bytes + self._protocol.unsent_bytes
+
+    @property
     def writable(self) -> bool:
         """Whether a message may be queued without waiting."""
-        return self.credit.pending_bytes < self.high_water
+        return self._credit.pending_bytes + self._protocol.unsent_bytes < self._high_water
+
+    def pull(self) -> bytes:
+        """What the connection transmits next (its ``pull_data``); senders waiting
+        for room are woken when it takes bytes."""
+        data = self._protocol.data_to_send()
+        if data and self._writers:
+            self.credit_arrived()
+        return data
 
     async def wait_writable(self) -> None:
         """Wait until the queue waiting for credit is under the high-water mark.
@@ -130,7 +145,7 @@ class Outbox:
             PeerDisconnected: the link ended (or is ending) while waiting.
         """
         loop = asyncio.get_running_loop()
-        while self.credit.pending_bytes >= self.high_water:
+        while not self.writable:
             self._check_sending()
             waiter = loop.create_future()
             self._writers.append(waiter)
@@ -274,7 +289,7 @@ class Outbox:
     async def drain(self) -> None:
         """Wait until no message waits for credit, or the link ended."""
         loop = asyncio.get_running_loop()
-        while self.credit.pending_bytes and self._shut_reason is None:
+        while self._credit.pending_bytes and self._shut_reason is None:
             waiter = loop.create_future()
             self._writers.append(waiter)
             await waiter

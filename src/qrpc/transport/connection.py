@@ -94,6 +94,7 @@ class Connection:
         "_early",
         "_early_size",
         "_host",
+        "_reset",
         "_timer",
         "_timer_at",
         "answered",
@@ -141,6 +142,7 @@ class Connection:
         self.close_code: int | None = None
         self.close_reason = ""
         self._dirty = False
+        self._reset = False  # the link's stream was reset: never write on it again
         self._early: list[bytes] = []
         self._early_size = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -255,7 +257,11 @@ class Connection:
             return
         quic = self.quic
         pull = self.pull_data
-        if pull is not None and quic.unacked_stream_bytes(STREAM_ID) < SEND_BUFFER:
+        if (
+            pull is not None
+            and not self._reset
+            and quic.unacked_stream_bytes(STREAM_ID) < SEND_BUFFER
+        ):
             data = pull()
             if data:
                 quic.send_stream_data(STREAM_ID, data)
@@ -271,6 +277,23 @@ class Connection:
                 loop.call_at(timer_at, self._handle_timer) if timer_at is not None else None
             )
             self._timer_at = timer_at
+
+    def fail(self, code: int, reason: str) -> None:
+        """Abandon the connection after a local fault (its transmit raised): queue a
+        CONNECTION_CLOSE without touching the stream, send what can be sent, drop it."""
+        if self.closed:
+            return
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+            self.closed_locally = True
+        self._reset = True
+        try:
+            self.quic.close(error_code=code, reason_phrase=reason)
+            for datagram, addr in self.quic.datagrams_to_send(now=self._host.loop.time()):
+                self._host.sendto(datagram, addr)
+        finally:
+            self.terminate()
 
     def terminate(self) -> None:
         """Drop the connection now, without waiting for QUIC's closing period."""
@@ -318,10 +341,21 @@ class Connection:
                 self._host.route(event.connection_id, self)  # type: ignore[attr-defined]
             elif kind is events.ConnectionIdRetired:
                 self._host.route(event.connection_id, None)  # type: ignore[attr-defined]
+            elif kind is events.StopSendingReceived or kind is events.StreamReset:
+                self._stream_reset(event.stream_id)  # type: ignore[attr-defined]
             elif kind is events.ConnectionTerminated:
                 self._terminated(event)  # type: ignore[arg-type]
                 return
             event = quic.next_event()
+
+    def _stream_reset(self, stream_id: int) -> None:
+        # aioquic resets our sending side on STOP_SENDING: nothing can be written on
+        # the link's stream any more, so the link is over (and never written again).
+        if stream_id == STREAM_ID:
+            self._reset = True
+            self.close(ErrorCode.STREAM_RESET, "the link's stream was reset")
+        else:
+            self.close(ErrorCode.BAD_STREAM, "qrpc uses stream 0 only")
 
     def _stream_data(self, event: events.StreamDataReceived) -> None:
         if event.stream_id != STREAM_ID:

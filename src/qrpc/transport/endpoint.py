@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from aioquic.quic.packet import (
     pull_quic_header,
 )
 
+from qrpc.codes import ErrorCode
 from qrpc.config import Limits, QuicSettings
 from qrpc.errors import ConfigError, ConnectError
 from qrpc.tls.credentials import TLS
@@ -44,6 +46,7 @@ from qrpc.transport.mtls import PeerPolicy, QrpcQuicConnection, quic_configurati
 
 __all__ = ["Endpoint", "EndpointStats"]
 
+log = logging.getLogger("qrpc.transport")
 READ_BATCH: Final = 64  # datagrams read per readiness event
 SOCKET_BUFFER: Final = 4 * 1024 * 1024  # bytes requested for SO_RCVBUF / SO_SNDBUF
 AcceptHandler = Callable[[Connection], None]
@@ -243,7 +246,11 @@ class Endpoint:
         self._flush_handle = None
         dirty, self._dirty = self._dirty, []
         for conn in dirty:
-            conn.transmit()
+            try:
+                conn.transmit()
+            except Exception:  # one connection's fault must not stall the others' transmits
+                log.exception("transmit failed on %r; closing it", conn)
+                conn.fail(ErrorCode.INTERNAL_ERROR, "internal error")
 
     def _schedule_keepalive(self) -> None:
         interval = self._settings.keepalive_interval

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Final
 
+from qrpc.errors import FlowControlViolation
 from qrpc.wire.frames import HEADER_SIZE
 
 __all__ = ["ReceiveCredit", "SendCredit"]
@@ -46,8 +47,22 @@ class SendCredit:
         "Total size of `pending`."
 
     def grant(self, amount: int) -> None:
-        """The peer granted `amount` more bytes (its HELLO window, or a CREDIT frame)."""
+        """The peer granted `amount` bytes: its HELLO window."""
         self.available = min(self.available + amount, _MAX_CREDIT)
+
+    def refund(self, amount: int, window: int) -> None:
+        """The peer returned `amount` bytes (a CREDIT frame) of its `window`.
+
+        Raises:
+            FlowControlViolation: it returned more than was ever spent, which
+                would let the peer, not this side, decide how much is buffered.
+        """
+        if self.available + amount > window:
+            raise FlowControlViolation(
+                f"CREDIT of {amount} bytes: {self.available + amount} would exceed "
+                f"the {window}-byte window"
+            )
+        self.available += amount
 
     def release(self, out: list[bytes]) -> int:
         """Append to `out` the queued frames the credit now covers; return their bytes."""

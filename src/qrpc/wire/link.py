@@ -110,9 +110,10 @@ class LinkProtocol:
         "_holding",
         "_max_frame_size",
         "_out",
-        "_receive",
+        "_unanswered",
         "peer_goodbye",
         "peer_hello",
+        "receive",
         "send",
         "state",
         "unsent_bytes",
@@ -136,9 +137,11 @@ class LinkProtocol:
         self._done_sending = False
         self._out: list[bytes] = []
         self._events: list[LinkEvent] = []
+        self._unanswered = 0  # requests sent minus RESPONSE/ERROR frames received
         self.send = SendCredit()
         "The sending direction's credit and the frames waiting for it."
-        self._receive = ReceiveCredit(window, max_frame_size)
+        self.receive = ReceiveCredit(window, max_frame_size)
+        "The receiving direction's window, and when handled bytes go back as credit."
 
     # -- outputs -----------------------------------------------------------
 
@@ -168,11 +171,6 @@ class LinkProtocol:
         return self.send.pending_bytes
 
     @property
-    def credit_step(self) -> int:
-        """Handled bytes after which `consumed()` grants credit back, idle or not."""
-        return self._receive.step
-
-    @property
     def sending(self) -> bool:
         """False once this side sent GOODBYE or the link failed: commands are no-ops then."""
         return not self._done_sending
@@ -180,7 +178,7 @@ class LinkProtocol:
     @property
     def inbound_bytes(self) -> int:
         """Bytes of received MESSAGE/REQUEST frames not yet re-granted as credit."""
-        return self._receive.used
+        return self.receive.used
 
     # -- input -------------------------------------------------------------
 
@@ -240,7 +238,7 @@ class LinkProtocol:
         events = self._events
         append = events.append
         window = self.window
-        receive = self._receive
+        receive = self.receive
         used = receive.used
         receiving = self._receiving()
         for index, (kind, cmd_id, request_id, body) in enumerate(frames):
@@ -302,13 +300,15 @@ class LinkProtocol:
         if kind is FrameKind.RESPONSE:
             if frame.cmd_id == 0 and frame.body:
                 raise MalformedFrame("RESPONSE without cmd_id has a body")
+            self._answered()
             self._events.append(ResponseReceived(frame.request_id, frame.cmd_id, frame.body))
         elif kind is FrameKind.ERROR:
             code, text = decode_code_text(frame.body)
+            self._answered()
             self._events.append(ErrorReceived(frame.request_id, code, text))
         elif kind is FrameKind.CREDIT:
             amount = int.from_bytes(frame.body, "big")
-            self.send.grant(amount)
+            self.send.refund(amount, self.peer_hello.window)
             self.unsent_bytes += self.send.release(self._out)
             self._events.append(CreditReceived(amount))
         elif kind is FrameKind.GOODBYE:
@@ -356,6 +356,13 @@ class LinkProtocol:
         `data_to_send()`."""
         header = HEADER.pack(PROTOCOL_VERSION, _REQUEST, 0, len(body), cmd_id, request_id)
         self._send_counted(header, body)
+        self._unanswered += 1
+
+    def _answered(self) -> None:
+        # A peer answers each request once: more answers than requests are forged.
+        if not self._unanswered:
+            raise ProtocolError("a RESPONSE or ERROR for a request that was never sent")
+        self._unanswered -= 1
 
     def _send_counted(self, header: bytes, body: bytes) -> None:
         if self._done_sending:
@@ -373,9 +380,8 @@ class LinkProtocol:
         out.append(body)
 
     def send_response(self, request_id: int, cmd_id: int, body: bytes) -> None:
-        """Answer a request (exempt from credit); then call `data_to_send()`.
-
-        Like every command, a no-op once our GOODBYE is sent."""
+        """Answer a request (exempt from credit; a no-op after our GOODBYE); then
+        call `data_to_send()`."""
         if self._done_sending:
             return
         out = self._out
@@ -391,15 +397,9 @@ class LinkProtocol:
         self._out.append(encode_frame(FrameKind.ERROR, body, request_id=request_id))
 
     def send_goodbye(self, code: int = 0, reason: str = "") -> int:
-        """Close gracefully: send GOODBYE, after which nothing more is sent;
-        then call `data_to_send()`.
-
-        Messages still queued for credit are dropped: wait for
-        `pending_bytes` to reach 0 first if they matter.
-
-        Returns:
-            How many queued messages were dropped.
-        """
+        """Close gracefully: send GOODBYE, after which nothing more is sent; then
+        call `data_to_send()`.  Returns how many messages still queued for credit
+        were dropped (wait for `pending_bytes` to reach 0 first if they matter)."""
         if self.state is LinkState.CLOSED or self.state is LinkState.CLOSING:
             return 0
         dropped = self.send.clear()
@@ -412,6 +412,6 @@ class LinkProtocol:
         """Report that received MESSAGE/REQUEST frames of `size` bytes were handled;
         credit goes back when due (`ReceiveCredit.consumed`).  Then call
         `data_to_send()`."""
-        grant = self._receive.consumed(size, idle=idle, granting=self.state is LinkState.OPEN)
+        grant = self.receive.consumed(size, idle=idle, granting=self.state is LinkState.OPEN)
         if grant:
             self._out.append(encode_frame(FrameKind.CREDIT, grant.to_bytes(4, "big")))
