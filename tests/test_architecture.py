@@ -9,6 +9,7 @@ import the node; and modules stay small.
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import grimp
@@ -85,3 +86,14 @@ def test_modules_stay_small() -> None:
         str(path.relative_to(SRC)): len(path.read_text().splitlines()) for path in SRC.rglob("*.py")
     }
     assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+def test_no_assert_statements_in_the_library() -> None:
+    """Checks that matter must not vanish under ``python -O``: the library raises
+    explicitly (type narrowing uses `typing.cast` or an explicit check)."""
+    found = []
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assert):
+                found.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert found == []

@@ -140,6 +140,7 @@ def test_every_class_is_a_qrpc_error(cls: type[BaseException]) -> None:
         pytest.param(errors.ConfigError, ValueError, id="ConfigError-ValueError"),
         pytest.param(errors.RegistryError, ValueError, id="RegistryError-ValueError"),
         pytest.param(errors.PeerNotFound, KeyError, id="PeerNotFound-KeyError"),
+        pytest.param(errors.ConnectTimeout, TimeoutError, id="ConnectTimeout-TimeoutError"),
     ],
 )
 def test_builtin_base(cls: type[BaseException], builtin: type[BaseException]) -> None:
@@ -247,3 +248,16 @@ def test_facade_error_presents_itself_as_qrpc(name: str) -> None:
 def test_wire_level_errors_stay_in_qrpc_errors(name: str) -> None:
     assert not hasattr(qrpc, name)
     assert getattr(errors, name).__module__ == "qrpc.errors"
+
+
+def test_connect_error_docstring_promises_nothing_that_does_not_exist() -> None:
+    # It once documented a `transient` attribute; the kind comes from qrpc.policy.
+    doc = errors.ConnectError.__doc__ or ""
+    assert "`transient`" not in doc
+    assert not hasattr(errors.ConnectError("x"), "transient")
+
+
+def test_a_peer_id_refusal_without_ids_does_not_print_none() -> None:
+    refusal = errors.PeerIdMismatch(None, None, "node ID does not match the certificate")
+    assert "None" not in str(refusal)
+    assert "node ID does not match the certificate" in str(refusal)

@@ -125,3 +125,22 @@ async def test_node_id_comes_from_certificate(make_node: NodeFactory, qrpc_pki) 
     assert node.id == node_id
     with pytest.raises(qrpc.ConfigError, match="certificate proves node ID"):
         qrpc.Node(qrpc.Registry(), tls=qrpc_pki.node_tls(), id=qrpc.new_node_id())
+
+
+async def test_peer_ids_are_accepted_in_any_case(make_node: NodeFactory) -> None:
+    a = await make_node()
+    b = await make_node()
+    got: list[str] = []
+
+    @b.handler(1)
+    async def on_ping(ctx: qrpc.Context, msg: Ping) -> Pong:
+        got.append(msg.text)
+        return Pong(msg.text)
+
+    await connect(a, b)
+    shouted = b.id.upper()
+    assert a.is_connected(shouted)
+    assert a.identity(shouted).node_id == b.id
+    await a.send(shouted, Ping("one"))
+    assert (await a.request(shouted, Ping("two"), reply=Pong, timeout=5)).text == "two"
+    assert got == ["one", "two"]

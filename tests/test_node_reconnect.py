@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+
+import pytest
 
 import qrpc
 from qrpc.testing import TestPKI
@@ -88,17 +92,96 @@ async def test_backoff_grows_between_failed_attempts(make_node: NodeFactory) -> 
         assert base * 0.8 <= delay <= base * 1.2
 
 
-async def test_unresolvable_address_is_permanent_and_stops_the_loop(
-    make_node: NodeFactory,
-) -> None:
+async def test_an_unresolvable_name_is_transient_and_redialed(make_node: NodeFactory) -> None:
+    """A name that does not resolve now may resolve later (DNS is down, the record is
+    not published yet): the loop keeps trying, resolving again at every attempt."""
     a = await make_node(peers=[qrpc.Peer("no-such-host.invalid", 20001)], **FAST)
     events = a.events()
     failed = await _next(events, qrpc.ConnectFailed)
     assert isinstance(failed.error, qrpc.AddressError)
-    assert failed.kind is qrpc.FailureKind.PERMANENT
+    assert failed.kind is qrpc.FailureKind.TRANSIENT
+    assert failed.retry_in is not None
+    again = await _next(events, qrpc.ConnectFailed)
+    assert isinstance(again.error, qrpc.AddressError)
+    assert not a.dial_states()[0].stopped
+
+
+async def test_a_name_that_resolves_later_is_connected(
+    make_node: NodeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = await make_node()
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+    calls = 0
+
+    async def flaky(host: str, port: int, **kwargs: object) -> list[object]:
+        nonlocal calls
+        if host != "peer.example":
+            return await real(host, port, **kwargs)  # type: ignore[arg-type]
+        calls += 1
+        if calls <= 2:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return await real("127.0.0.1", port, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "getaddrinfo", flaky)
+    a = await make_node(peers=[qrpc.Peer("peer.example", b.address[1], expected_id=b.id)], **FAST)
+    assert await a.wait_for_peer(b.id, timeout=10) == b.id
+    assert calls == 3
+
+
+async def test_every_address_of_a_name_is_tried(
+    make_node: NodeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = await make_node()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))  # bound, never answers
+        dead = silent.getsockname()
+        loop = asyncio.get_running_loop()
+        real = loop.getaddrinfo
+
+        async def two(host: str, port: int, **kwargs: object) -> list[object]:
+            if host != "peer.example":
+                return await real(host, port, **kwargs)  # type: ignore[arg-type]
+            live = await real("127.0.0.1", b.address[1], **kwargs)  # type: ignore[arg-type]
+            first = live[0]
+            return [(first[0], first[1], first[2], first[3], dead), *live]
+
+        monkeypatch.setattr(loop, "getaddrinfo", two)
+        a = await make_node(peers=[qrpc.Peer("peer.example", 1, expected_id=b.id)], **FAST)
+        assert await a.wait_for_peer(b.id, timeout=5) == b.id
+
+
+async def test_no_common_codec_is_permanent(make_node: NodeFactory) -> None:
+    b = await make_node(codecs=["msgpack"])
+    a = await make_node(codecs=["json"], peers=[qrpc.Peer(*b.address, expected_id=b.id)], **FAST)
+    events = a.events()
+    failed = await _next(events, qrpc.ConnectFailed)
+    assert failed.kind is qrpc.FailureKind.PERMANENT, failed
     assert failed.retry_in is None
-    await eventually(lambda: a.dial_states()[0].stopped)
-    assert a.dial_states()[0].failures == 1
+    assert "codec" in failed.detail
+
+
+async def test_two_nodes_sharing_one_identity_do_not_replace_each_other_forever(
+    make_node: NodeFactory, qrpc_pki: TestPKI
+) -> None:
+    """Two processes started with the same certificate: each new link of one replaces
+    the other's at the hub.  Redials back off after short-lived links, so the hub sees
+    a handful of replacements, not a storm."""
+    hub = await make_node()
+    events = hub.events()
+    twin_tls = qrpc_pki.node_tls()
+    peer = qrpc.Peer(*hub.address, expected_id=hub.id)
+    await make_node(tls=twin_tls, peers=[peer])
+    await make_node(tls=twin_tls, peers=[peer])
+    connected = 0
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 3.0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout_at(end):
+            async for event in events:
+                if isinstance(event, qrpc.Connected) and event.peer_id == twin_tls.node_id:
+                    connected += 1
+    assert 2 <= connected <= 6, f"{connected} links from one identity in 3 s"
 
 
 async def test_dialing_itself_is_refused_permanently(make_node: NodeFactory) -> None:

@@ -187,3 +187,68 @@ async def test_message_at_size_limit_is_delivered_and_one_byte_more_is_refused(
     await client.send(server.id, Count(1, b"end"))
     await eventually(lambda: len(got) == 2)
     assert got == [fits, 3]
+
+
+async def test_request_timeout_covers_the_wait_for_room_to_send(make_node: NodeFactory) -> None:
+    """request(timeout=1) must return within about a second even when the queue to the
+    peer is full and no credit comes back."""
+    limits = qrpc.Limits(
+        max_message_size=4096, inbound_window=16 * 1024, outbound_high_water=8 * 1024
+    )
+    receiver = await make_node(limits=limits)
+    sender = await make_node(limits=limits)
+
+    @receiver.handler(3)
+    async def stuck(ctx: qrpc.Context, msg: Count) -> None:
+        await asyncio.Event().wait()
+
+    await connect(sender, receiver)
+    sent = 0
+
+    async def fill() -> None:
+        nonlocal sent
+        for seq in range(200):  # the window and the high-water mark hold about 24
+            await sender.send(receiver.id, Count(seq, b"f" * 1000))
+            sent += 1
+
+    filling = asyncio.create_task(fill())
+    await eventually(lambda: sent >= 20)
+    start = asyncio.get_running_loop().time()
+    with pytest.raises(qrpc.RequestTimeout):
+        await asyncio.wait_for(sender.request(receiver.id, Ping("?"), timeout=1), 5)
+    assert asyncio.get_running_loop().time() - start < 1.5
+    filling.cancel()
+
+
+async def test_the_request_limit_raises_its_own_error(make_node: NodeFactory) -> None:
+    server = await make_node()
+    client = await make_node(limits=qrpc.Limits(max_concurrent_requests=1))
+    release = asyncio.Event()
+
+    @server.handler(1)
+    async def slow(ctx: qrpc.Context, msg: Ping) -> Pong:
+        await release.wait()
+        return Pong("late")
+
+    await connect(client, server)
+    first = asyncio.create_task(client.request(server.id, Ping("1"), reply=Pong, timeout=10))
+    await asyncio.sleep(0)
+    with pytest.raises(qrpc.QrpcError) as caught:
+        await client.request(server.id, Ping("2"), timeout=5)
+    assert type(caught.value).__name__ == "RequestLimitReached"
+    assert "max_concurrent_requests" in str(caught.value)
+    release.set()
+    assert (await first).text == "late"
+
+
+class Huge(msgspec.Struct):
+    number: int
+
+
+async def test_an_unencodable_message_raises_a_qrpc_error(make_node: NodeFactory) -> None:
+    a = await make_node()
+    b = await make_node()
+    a.registry.register(9, Huge)
+    await connect(a, b)
+    with pytest.raises(qrpc.QrpcError, match="encode"):
+        await a.send(b.id, Huge(2**70))  # msgpack integers stop at 64 bits

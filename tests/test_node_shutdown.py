@@ -167,3 +167,33 @@ async def test_send_request_and_broadcast_raise_node_closed_once_close_began(
     with pytest.raises(qrpc.NodeClosed):
         await a.request(b.id, Ping("during close"), timeout=1)
     await closing
+
+
+async def test_close_is_bounded_even_if_a_handler_swallows_cancellation(
+    make_node: NodeFactory,
+) -> None:
+    server = await make_node(limits=qrpc.Limits(shutdown_timeout=0.5))
+    client = await make_node()
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    @server.handler(1)
+    async def stubborn(ctx: qrpc.Context, msg: Ping) -> None:
+        started.set()
+        for _ in range(10_000):  # bounded: ends once the test releases it
+            if release.is_set():
+                return
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                continue  # refuses to stop
+
+    await connect(client, server)
+    await client.send(server.id, Ping("hold on"))
+    await asyncio.wait_for(started.wait(), 5)
+    start = asyncio.get_running_loop().time()
+    try:
+        await asyncio.wait_for(server.close(), 5)
+    finally:
+        release.set()
+    assert asyncio.get_running_loop().time() - start < 3.0

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 import qrpc
 from qrpc.testing import TestPKI
 from qrpc.wire import FrameKind, encode_frame
+from qrpc.wire.frames import encode_header
 from tests.conftest import NodeFactory
-from tests.hostile.rawpeer import RawProtocol, RawServer, hello_frame
+from tests.hostile.rawpeer import RawClient, RawProtocol, RawServer, hello_frame
 
 
 class _SlowAuth:
@@ -72,3 +76,29 @@ async def _first_protocol(server: RawServer) -> None:
         if server.protocols:
             return
         await asyncio.sleep(0.01)
+
+
+async def test_a_huge_hello_is_refused_on_its_header(
+    make_node: NodeFactory, qrpc_pki: TestPKI
+) -> None:
+    """Before HELLO, a frame may not declare more than a HELLO needs: a peer must not be
+    able to pin megabytes per never-admitted link for the whole handshake deadline."""
+    node = await make_node()
+    async with RawClient.connect(qrpc_pki, node, hello=False) as peer:
+        peer.send_frame(encode_header(FrameKind.HELLO, 4 * 1024 * 1024))
+        for _ in range(16):  # trickle a megabyte of "HELLO body"
+            if peer.terminated.done():
+                break
+            peer.send_frame(b"\x00" * 65536)
+            await asyncio.sleep(0.01)
+        terminated = await asyncio.wait_for(asyncio.shield(peer.terminated), 3)
+        assert terminated.error_code == qrpc.ErrorCode.FRAME_TOO_LARGE
+
+
+def test_a_per_peer_ca_requires_the_expected_id(qrpc_pki: TestPKI, tmp_path: Path) -> None:
+    """A partner CA may mint a certificate for any node ID, one of ours included: a
+    bootstrap entry trusting it must say which node it expects."""
+    partner = TestPKI(tmp_path / "partner")
+    with pytest.raises(qrpc.ConfigError, match="expected_id"):
+        qrpc.Peer("127.0.0.1", 20001, ca=partner.ca_path)
+    qrpc.Peer("127.0.0.1", 20001, ca=partner.ca_path, expected_id=qrpc.new_node_id())
