@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml plugins/*/pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test style types imports pytest bench bench-full clean
+.PHONY: install demo test style types imports pytest bench bench-full fuzz clean
 
 install: $(STAMP)
 
@@ -42,6 +42,20 @@ bench: install
 bench-full: install
 	$(BIN)/python -m pip install --quiet -e ".[bench,bench-alternatives]"
 	$(BIN)/python -m benchmarks --out benchmarks/results
+
+# Coverage-guided fuzzing (tests/fuzz): each target for FUZZ_SECONDS, seeded from the
+# checked-in corpus; new inputs and crashes go to FUZZ_DIR, never to tests/fuzz/corpus.
+FUZZ_SECONDS ?= 60
+FUZZ_DIR ?= $(or $(TMPDIR),/tmp)/qrpc-fuzz
+
+fuzz: install
+	$(BIN)/python -m pip install --quiet -e ".[fuzz]"
+	for t in decoder hello link; do \
+		mkdir -p $(FUZZ_DIR)/$$t/new $(FUZZ_DIR)/$$t/artifacts && \
+		$(BIN)/python -m tests.fuzz.run $$t -max_total_time=$(FUZZ_SECONDS) \
+			-artifact_prefix=$(FUZZ_DIR)/$$t/artifacts/ \
+			$(FUZZ_DIR)/$$t/new tests/fuzz/corpus/$$t || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
