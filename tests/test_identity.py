@@ -478,6 +478,7 @@ def test_peer_identity_describes_the_certificate(world: World) -> None:
         serial=leaf.serial_number,
         not_valid_after=NOW + 30 * DAY,
         certificate=leaf,
+        chain_valid_until=min(NOW + 30 * DAY, world.ca.cert.not_valid_after_utc),
     )
     assert len(identity.fingerprint) == 64
     assert identity.fingerprint == identity.fingerprint.lower()

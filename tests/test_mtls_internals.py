@@ -15,11 +15,13 @@ from aioquic import tls
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStreamSender
 
 from qrpc.config import QuicSettings
 from qrpc.errors import PeerAuthError
 from qrpc.testing import TestPKI, refused_tls
+from qrpc.transport.gate import reset_token_function
 from qrpc.transport.mtls import (
     PRIVATE_API,
     PeerPolicy,
@@ -28,7 +30,15 @@ from qrpc.transport.mtls import (
     quic_configuration,
 )
 
+TOKEN = reset_token_function(b"a test node's private key")
 SENDER_INSTANCE_ATTRIBUTES = {"_buffer_start", "_buffer_stop"}
+CONNECTION_INSTANCE_ATTRIBUTES = {
+    "_streams": dict,
+    "_host_cids": list,
+    "_peer_cid": object,
+    "_peer_cid_available": list,
+    "_spaces": dict,
+}
 CONTEXT_INSTANCE_ATTRIBUTES = {
     "_request_client_certificate",
     "_peer_certificate",
@@ -39,6 +49,7 @@ METHOD_PARAMETERS = {
     (tls.Context, "_server_handle_certificate"): ["self", "input_buf"],
     (tls.Context, "_server_handle_certificate_verify"): ["self", "input_buf"],
     (tls.Context, "_client_handle_certificate_verify"): ["self", "input_buf"],
+    (QuicConnection, "_replenish_connection_ids"): ["self"],
 }
 
 
@@ -54,9 +65,12 @@ def test_private_attribute_still_exists(owner: type, name: str) -> None:
     if name in SENDER_INSTANCE_ATTRIBUTES:
         sender = QuicStreamSender(stream_id=0, writable=True)
         assert isinstance(getattr(sender, name, None), int), f"QuicStreamSender().{name} is gone"
-    elif name == "_streams":
+    elif name in CONNECTION_INSTANCE_ATTRIBUTES:
         client = QuicConnection(configuration=QuicConfiguration(is_client=True))
-        assert isinstance(getattr(client, name, None), dict), "QuicConnection()._streams is gone"
+        kind = CONNECTION_INSTANCE_ATTRIBUTES[name]
+        assert isinstance(getattr(client, name, None), kind), f"QuicConnection().{name} is gone"
+    elif name == "largest_received_packet":
+        assert isinstance(QuicPacketSpace().largest_received_packet, int)
     elif name in CONTEXT_INSTANCE_ATTRIBUTES:
         context = tls.Context(is_client=False)
         assert hasattr(context, name), f"tls.Context() has no attribute {name}"
@@ -102,10 +116,12 @@ def _pair(pki: TestPKI, client_tls, server_tls) -> tuple[QrpcQuicConnection, Qrp
     client = QrpcQuicConnection(
         configuration=quic_configuration(client_tls, is_client=True, settings=settings),
         policy=PeerPolicy(trust=(pki.ca.cert,), domain=pki.domain),
+        reset_token=TOKEN,
     )
     server = QrpcQuicConnection(
         configuration=quic_configuration(server_tls, is_client=False, settings=settings),
         policy=PeerPolicy(trust=(pki.ca.cert,), domain=pki.domain),
+        reset_token=TOKEN,
         original_destination_connection_id=client.original_destination_connection_id,
     )
     return client, server
@@ -152,11 +168,13 @@ def test_no_session_ticket_is_ever_issued(qrpc_pki: TestPKI) -> None:
     client = QrpcQuicConnection(
         configuration=quic_configuration(qrpc_pki.node_tls(), is_client=True, settings=settings),
         policy=PeerPolicy(trust=(qrpc_pki.ca.cert,), domain=qrpc_pki.domain),
+        reset_token=TOKEN,
         session_ticket_handler=tickets.append,
     )
     server = QrpcQuicConnection(
         configuration=quic_configuration(qrpc_pki.node_tls(), is_client=False, settings=settings),
         policy=PeerPolicy(trust=(qrpc_pki.ca.cert,), domain=qrpc_pki.domain),
+        reset_token=TOKEN,
         original_destination_connection_id=client.original_destination_connection_id,
     )
     _handshake(client, server)
@@ -191,3 +209,33 @@ def _handshake_rounds(client: QuicConnection, server: QuicConnection) -> None:
         now += 0.05
         if not moved:
             return
+
+
+def test_our_connection_ids_carry_tokens_derived_from_the_node_key(qrpc_pki: TestPKI) -> None:
+    """So a restarted node can reset the links its previous process lost."""
+    settings = QuicSettings()
+    server = QrpcQuicConnection(
+        configuration=quic_configuration(qrpc_pki.node_tls(), is_client=False, settings=settings),
+        policy=PeerPolicy(trust=(qrpc_pki.ca.cert,), domain=qrpc_pki.domain),
+        reset_token=TOKEN,
+        original_destination_connection_id=b"\x01" * 8,
+    )
+    server._remote_active_connection_id_limit = 8
+    server._replenish_connection_ids()
+    assert len(server._host_cids) == 8
+    for host_cid in server._host_cids:
+        assert host_cid.stateless_reset_token == TOKEN(host_cid.cid)
+
+
+def test_a_datagram_ending_in_the_peers_token_is_a_stateless_reset(qrpc_pki: TestPKI) -> None:
+    client = QrpcQuicConnection(
+        configuration=quic_configuration(
+            qrpc_pki.node_tls(), is_client=True, settings=QuicSettings()
+        ),
+        policy=PeerPolicy(trust=(qrpc_pki.ca.cert,), domain=qrpc_pki.domain),
+        reset_token=TOKEN,
+    )
+    client._peer_cid.stateless_reset_token = TOKEN(b"\x02" * 8)
+    assert client.is_stateless_reset(b"\x41" + b"\x00" * 20 + TOKEN(b"\x02" * 8))
+    assert not client.is_stateless_reset(b"\x41" + b"\x00" * 20 + TOKEN(b"\x03" * 8))
+    assert not client.is_stateless_reset(TOKEN(b"\x02" * 8))  # shorter than any reset

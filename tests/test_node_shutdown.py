@@ -176,12 +176,14 @@ async def test_close_is_bounded_even_if_a_handler_swallows_cancellation(
     client = await make_node()
     started = asyncio.Event()
     release = asyncio.Event()
+    returned = asyncio.Event()
 
     @server.handler(1)
     async def stubborn(ctx: qrpc.Context, msg: Ping) -> None:
         started.set()
         for _ in range(10_000):  # bounded: ends once the test releases it
             if release.is_set():
+                returned.set()
                 return
             try:
                 await asyncio.sleep(0.05)
@@ -197,3 +199,5 @@ async def test_close_is_bounded_even_if_a_handler_swallows_cancellation(
     finally:
         release.set()
     assert asyncio.get_running_loop().time() - start < 3.0
+    await asyncio.wait_for(returned.wait(), 5)  # the abandoned handler does end, later
+    await eventually(lambda: not [t for t in _qrpc_tasks() if "dispatch" in t.get_name()])

@@ -16,6 +16,7 @@ from qrpc.errors import (
     ConnectionRefused,
     ConnectTimeout,
     DuplicateLink,
+    NoCommonCodec,
     PeerAuthError,
     PeerIdMismatch,
     SelfConnection,
@@ -41,12 +42,13 @@ _FAILURES = [
     pytest.param(PeerAuthError("certificate expired", alert=45), PERMANENT, id="PeerAuthError"),
     pytest.param(PeerIdMismatch("01AAA", "01BBB"), PERMANENT, id="PeerIdMismatch"),
     pytest.param(SelfConnection("dialed myself"), PERMANENT, id="SelfConnection"),
-    pytest.param(AddressError("no such host"), PERMANENT, id="AddressError"),
+    pytest.param(AddressError("no such host"), TRANSIENT, id="AddressError"),
+    pytest.param(
+        NoCommonCodec(ErrorCode.NO_COMMON_CODEC, "json vs msgpack"), PERMANENT, id="NoCommonCodec"
+    ),
     pytest.param(ConfigError("peers[0]", "bad port"), PERMANENT, id="ConfigError"),
     pytest.param(ConnectTimeout("no handshake in 5 s"), TRANSIENT, id="ConnectTimeout"),
-    pytest.param(
-        ConnectionRefused(ErrorCode.NO_COMMON_CODEC, ""), TRANSIENT, id="ConnectionRefused"
-    ),
+    pytest.param(ConnectionRefused(ErrorCode.AUTH_REJECTED, ""), TRANSIENT, id="ConnectionRefused"),
     pytest.param(
         ConnectionLimitReached(ErrorCode.CONNECTION_LIMIT, "full"),
         TRANSIENT,
@@ -186,7 +188,9 @@ def test_backoff_refuses_invalid_arguments(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigError) as excinfo:
         Backoff(**kwargs)
     assert excinfo.value.path == "Backoff"
-    assert excinfo.value.reason == "need base > 0, factor >= 1, cap >= base and 0 <= jitter < 1"
+    assert excinfo.value.reason == (
+        "need base > 0, factor >= 1, cap >= base, 0 <= jitter < 1 and stable_after >= 0"
+    )
 
 
 # -- duplicate links --------------------------------------------------------------------

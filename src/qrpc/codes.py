@@ -63,6 +63,11 @@ class ErrorCode(IntEnum):
     """The peer's certificate, or one above it in its chain, expired while the link was up."""
     AUTH_REVOKED = 0x1C
     """An auth hook no longer admits the peer (`Node.reauthorize`)."""
+    PEER_UNRESPONSIVE = 0x1D
+    """Nothing arrived from the peer for `QuicSettings.dead_peer_timeout`."""
+    PEER_RESTARTED = 0x1E
+    """The peer answered with a stateless reset: it restarted and lost the link
+    (local only: the peer, being gone, is never sent this code)."""
 
 
 class RemoteErrorCode(IntEnum):

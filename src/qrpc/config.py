@@ -31,6 +31,7 @@ __all__ = [
     "QuicSettings",
     "check_listen",
     "check_node_id",
+    "check_registry",
     "check_peer",
     "resolve_codecs",
 ]
@@ -54,6 +55,8 @@ class PeerAddress:
             permanently with `PeerIdMismatch` otherwise.  None: accept any
             node the CA vouches for and learn its ID.
         ca: a PEM CA file to verify this peer with, instead of the node's CA.
+            Requires `expected_id`: a foreign CA can mint a certificate for
+            any node ID, this node's own peers' included.
     """
 
     host: str
@@ -81,6 +84,12 @@ class PeerAddress:
             except ValueError as exc:
                 raise ConfigError("PeerAddress.expected_id", str(exc)) from None
         if self.ca is not None:
+            if self.expected_id is None:
+                raise ConfigError(
+                    "PeerAddress.ca",
+                    "a per-peer CA needs expected_id: the foreign CA could otherwise "
+                    "vouch for any node ID, including those of your own nodes",
+                )
             object.__setattr__(self, "trust", load_ca_file(self.ca))
 
     def __str__(self) -> str:
@@ -107,7 +116,10 @@ class Limits:
         max_peers: live peers; HELLO from one more is refused with
             CONNECTION_LIMIT.
         max_half_open: accepted connections still in TLS or HELLO; further
-            Initial packets are dropped until one completes.
+            Initial packets are dropped until one completes.  From half of it
+            on, new clients must first pass address validation (Retry).
+        max_half_open_per_source: the same, from one source host: one flooding
+            address cannot take every slot.
         handshake_timeout: seconds for TLS plus HELLO, either role.
         connect_timeout: seconds a dial waits for the first answer from the
             peer; a silent address fails after this rather than after
@@ -122,6 +134,7 @@ class Limits:
     outbound_high_water: int = 1 * MiB
     max_peers: int = 1024
     max_half_open: int = 64
+    max_half_open_per_source: int = 16
     handshake_timeout: float = 10.0
     connect_timeout: float = 2.0
     request_timeout: float = 30.0
@@ -155,9 +168,15 @@ class QuicSettings:
         max_data: QUIC connection flow-control window, in bytes.
         max_stream_data: QUIC per-stream flow-control window, in bytes.
         idle_timeout: seconds of silence after which a link is declared dead.
-        keepalive_interval: seconds between keep-alive PINGs on a quiet
-            link; None disables them (the link then dies after
-            `idle_timeout` of application silence).
+        keepalive_interval: a link that heard nothing from its peer for this
+            many seconds gets a PING; None disables them (the link then dies
+            after `idle_timeout` of application silence).  It is also how soon
+            a restarted peer is noticed (it answers with a stateless reset).
+        dead_peer_timeout: seconds without any datagram from the peer (PINGs
+            included) after which the link is closed as PEER_UNRESPONSIVE and
+            its dial loop redials; at most `idle_timeout` (a larger value acts
+            as `idle_timeout`); None leaves it to `idle_timeout`.  Checked at
+            every keep-alive interval, so it needs `keepalive_interval`.
         congestion_control: "reno" or "cubic".
         retry: validate client addresses with a Retry packet before keeping
             any state (recommended beyond loopback; costs one round trip).
@@ -167,7 +186,8 @@ class QuicSettings:
     max_data: int = 4 * MiB
     max_stream_data: int = 4 * MiB
     idle_timeout: float = 30.0
-    keepalive_interval: float | None = 10.0
+    keepalive_interval: float | None = 2.5
+    dead_peer_timeout: float | None = 10.0
     congestion_control: Literal["reno", "cubic"] = "reno"
     retry: bool = False
 
@@ -182,6 +202,18 @@ class QuicSettings:
                 raise ConfigError(
                     "QuicSettings.keepalive_interval", "must be shorter than idle_timeout"
                 )
+        if self.dead_peer_timeout is not None:
+            _check_seconds("QuicSettings.dead_peer_timeout", self.dead_peer_timeout)
+            keepalive = self.keepalive_interval
+            if (
+                keepalive is not None
+                and self.dead_after is not None
+                and self.dead_after <= keepalive
+            ):
+                raise ConfigError(
+                    "QuicSettings.dead_peer_timeout",
+                    f"must be longer than keepalive_interval ({keepalive} s), or None",
+                )
         if self.congestion_control not in ("reno", "cubic"):
             raise ConfigError(
                 "QuicSettings.congestion_control",
@@ -189,6 +221,14 @@ class QuicSettings:
             )
         if not isinstance(self.retry, bool):
             raise ConfigError("QuicSettings.retry", f"must be a bool, got {self.retry!r}")
+
+    @property
+    def dead_after(self) -> float | None:
+        """The dead-peer timeout in effect: `dead_peer_timeout`, at most
+        `idle_timeout`; None when it is off (or keep-alives are)."""
+        if self.dead_peer_timeout is None or self.keepalive_interval is None:
+            return None
+        return min(self.dead_peer_timeout, self.idle_timeout)
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -229,8 +269,10 @@ def check_peer(peer: object) -> PeerAddress:
     return peer
 
 
-def check_node_id(wanted: str | None, tls: TLS) -> str:
-    """Return the node ID `tls` proves, checking it against ``Node(id=...)`` if given."""
+def check_node_id(wanted: str | None, tls: object) -> str:
+    """Return the node ID `tls` (a `TLS`) proves, checking it against ``Node(id=...)``."""
+    if not isinstance(tls, TLS):
+        raise ConfigError("Node.tls", f"must be a qrpc.TLS, got {tls!r}")
     if wanted is None:
         return tls.node_id
     try:
@@ -242,6 +284,13 @@ def check_node_id(wanted: str | None, tls: TLS) -> str:
             tls.cert_path, f"certificate proves node ID {tls.node_id!r}, not {canonical!r}"
         )
     return canonical
+
+
+def check_registry(registry: object) -> Registry:
+    """Return `registry` if it is a `Registry`, else raise `ConfigError`."""
+    if not isinstance(registry, Registry):
+        raise ConfigError("Node.registry", f"must be a qrpc.Registry, got {registry!r}")
+    return registry
 
 
 def resolve_codecs(

@@ -16,10 +16,11 @@ The tree::
     │   └── EarlyDataLimit
     ├── ConnectError                         dialing a peer failed
     │   ├── AddressError                     the address cannot be resolved or used
-    │   ├── ConnectTimeout                   no handshake within the deadline
+    │   ├── ConnectTimeout (also TimeoutError)  no handshake within the deadline
     │   ├── ConnectionRefused                the peer closed the link during setup
     │   │   ├── ConnectionLimitReached       ... because it is full
-    │   │   └── DuplicateLink                ... because a link to it already exists
+    │   │   ├── DuplicateLink                ... because a link to it already exists
+    │   │   └── NoCommonCodec                ... because no message codec is shared
     │   └── HandshakeError                   the peer or we refused the other's identity
     │       ├── PeerAuthError                certificate or auth hook refused
     │       ├── PeerIdMismatch               node ID is not the expected / certified one
@@ -28,6 +29,8 @@ The tree::
     ├── PeerDisconnected                     the link broke (remote or network)
     ├── NodeClosed                           you closed the node
     ├── MessageTooLarge (also ValueError)    refused at the sender, nothing sent
+    ├── MessageEncodeError (also TypeError)  the codec cannot encode it, nothing sent
+    ├── RequestLimitReached                  too many requests outstanding
     ├── RemoteError                          the peer's handler failed; .code, .text
     ├── RequestTimeout (also TimeoutError)   no reply in time
     └── PeerWaitTimeout (also TimeoutError)  wait_for_peer gave up
@@ -61,7 +64,9 @@ __all__ = [
     "HandshakeError",
     "HelloRequired",
     "MalformedFrame",
+    "MessageEncodeError",
     "MessageTooLarge",
+    "NoCommonCodec",
     "NodeClosed",
     "PeerAuthError",
     "PeerDisconnected",
@@ -72,6 +77,7 @@ __all__ = [
     "QrpcError",
     "RegistryError",
     "RemoteError",
+    "RequestLimitReached",
     "RequestTimeout",
     "SelfConnection",
     "UnknownFrameKind",
@@ -172,8 +178,8 @@ class EarlyDataLimit(ProtocolError):
 class ConnectError(QrpcError):
     """Dialing a peer failed.
 
-    `transient` says whether retrying may help; the dial loop uses the
-    class, never the message text, to decide (see `qrpc.policy`).
+    Whether retrying may help is decided by the subclass, never by the
+    message text: see `qrpc.policy.FAILURE_KINDS`.
     """
 
 
@@ -181,7 +187,7 @@ class AddressError(ConnectError):
     """The peer's address cannot be resolved or used: fix the `Peer` entry."""
 
 
-class ConnectTimeout(ConnectError):
+class ConnectTimeout(ConnectError, TimeoutError):
     """No TLS + HELLO exchange within the handshake deadline.
 
     The port may be closed, filtered or silent, or the peer overloaded;
@@ -222,6 +228,14 @@ class DuplicateLink(ConnectionRefused):
     peer_id: str | None = None
 
 
+class NoCommonCodec(ConnectionRefused):
+    """The two nodes share no message codec (`Node(codecs=...)`).
+
+    Permanent: retrying cannot help until one side is configured with a
+    codec the other speaks.
+    """
+
+
 class HandshakeError(ConnectError):
     """One side refused the other's identity, in TLS or in the HELLO exchange.
 
@@ -248,8 +262,12 @@ class PeerIdMismatch(HandshakeError):
     def __init__(self, expected: str | None, actual: str | None, detail: str = "") -> None:
         self.expected = expected
         self.actual = actual
-        message = f"expected node ID {expected!r}, peer is {actual!r}"
-        super().__init__(f"{message}: {detail}" if detail else message)
+        if expected is None and actual is None:  # the peer refused us; it did not say more
+            message = detail or "node ID does not match the certificate"
+        else:
+            message = f"expected node ID {expected!r}, peer is {actual!r}"
+            message = f"{message}: {detail}" if detail else message
+        super().__init__(message)
 
 
 class SelfConnection(HandshakeError):
@@ -282,6 +300,16 @@ class MessageTooLarge(QrpcError, ValueError):
         self.size = size
         self.limit = limit
         super().__init__(f"encoded message is {size} bytes, the limit is {limit} bytes")
+
+
+class MessageEncodeError(QrpcError, TypeError):
+    """The link's codec cannot encode the message (say, an integer msgpack cannot
+    carry); nothing was sent.  The codec's own error is the ``__cause__``."""
+
+
+class RequestLimitReached(QrpcError):
+    """This node already has `Limits.max_concurrent_requests` requests outstanding;
+    wait for some to finish, or raise the limit."""
 
 
 class RemoteError(QrpcError):

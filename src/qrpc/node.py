@@ -9,10 +9,8 @@ imports this module.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-import signal
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar, overload
 
@@ -25,16 +23,17 @@ from qrpc.config import (
     check_listen,
     check_node_id,
     check_peer,
+    check_registry,
     resolve_codecs,
 )
-from qrpc.errors import ConfigError, NodeClosed, PeerDisconnected, PeerNotFound, RegistryError
+from qrpc.errors import NodeClosed, PeerDisconnected, PeerNotFound, RegistryError
 from qrpc.hooks.manager import get_plugin_manager
 from qrpc.hooks.plugins import Plugins
 from qrpc.ids import normalize_node_id
 from qrpc.policy import Backoff
 from qrpc.registry import Registry
 from qrpc.runtime.context import Context
-from qrpc.runtime.core import Runtime
+from qrpc.runtime.core import Runtime, until_signalled
 from qrpc.runtime.dialer import DialState
 from qrpc.runtime.dispatch import HandlerSpec
 from qrpc.runtime.events import EventHub, EventStream
@@ -88,13 +87,9 @@ class Node:
         plugins: Iterable[object] = (),
         autoload_plugins: bool = True,
     ) -> None:
-        if not isinstance(registry, Registry):
-            raise ConfigError("Node.registry", f"must be a qrpc.Registry, got {registry!r}")
-        if not isinstance(tls, TLS):
-            raise ConfigError("Node.tls", f"must be a qrpc.TLS, got {tls!r}")
-        self.registry = registry
-        self.tls = tls
         self.id = check_node_id(id, tls)
+        self.registry = check_registry(registry)
+        self.tls = tls
         self.state = state
         self.limits = limits if limits is not None else Limits()
         self.quic = quic if quic is not None else QuicSettings()
@@ -132,8 +127,7 @@ class Node:
             RegistryError: `cmd_id` is unknown, already has a handler, or the
                 handler's message annotation names another type.
         """
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise RegistryError(f"concurrency must be a positive int, got {concurrency!r}")
+        HandlerSpec.check_concurrency(concurrency)
 
         def decorate(fn: HandlerT) -> HandlerT:
             self.registry.check_handler(cmd_id, fn)
@@ -182,6 +176,7 @@ class Node:
             settings=self.quic,
             plugins=self._plugins,
             emit=self._hub.emit,
+            stable_after=self.backoff.stable_after,
         )
         if self.closed:  # close() ran while the port was being bound
             run.abandon()
@@ -202,29 +197,20 @@ class Node:
     async def serve(self) -> None:
         """Start (if needed) and run until `close()` is called or SIGINT/SIGTERM arrives."""
         await self.start()
-        loop = asyncio.get_running_loop()
-        installed = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, self._stopping.set)
-                installed.append(sig)
         try:
-            await self._stopping.wait()
+            await until_signalled(self._stopping)
         finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
             await self.close()
 
     async def close(self) -> None:
-        """Shut down gracefully.
+        """Shut down gracefully; safe to call twice.
 
         From the first call on, `send`, `request` and `broadcast` raise
-        `NodeClosed`.  Pending requests fail with `NodeClosed`; messages
-        queued for credit get up to `Limits.shutdown_timeout` to leave; every
-        peer gets a GOODBYE and the node waits (same bound) for each to
-        acknowledge it; then every task ends and the socket closes.  Safe to
-        call twice.
-        """
+        `NodeClosed`, and pending requests fail with it.  Queued messages get
+        up to `Limits.shutdown_timeout` to leave, then every peer gets a
+        GOODBYE (answered within the same bound); tasks are cancelled (a
+        handler that ignores it is abandoned after a second) and the socket
+        closes."""
         if self._closed:
             return
         self._closed = True
@@ -255,8 +241,8 @@ class Node:
         return self._run.table.ids() if self._run is not None else []
 
     def is_connected(self, peer_id: str) -> bool:
-        """Whether `peer_id` has a live link."""
-        return self._run is not None and peer_id in self._run.table
+        """Whether `peer_id` (in any spelling) has a live link."""
+        return self._run is not None and self._run.table.find(peer_id) is not None
 
     def identity(self, peer_id: str) -> PeerIdentity:
         """The verified certificate identity of a connected peer.
@@ -264,7 +250,17 @@ class Node:
         Raises:
             PeerNotFound: no live link to `peer_id`.
         """
-        return self._link(peer_id).identity
+        return self._running_link(peer_id)[1].identity
+
+    async def reauthorize(self) -> list[str]:
+        """Run the auth hooks again for every live link; close those they no longer
+        admit (AUTH_REVOKED) and return their peer IDs, sorted.  Call it after
+        changing what an auth plugin admits (an allowlist or deny-list reload)."""
+        if self._closed:
+            raise NodeClosed("the node is closed")
+        if self._run is None:
+            return []
+        return await self._run.admission.reauthorize()
 
     def link_stats(self, peer_id: str) -> LinkStats:
         """A snapshot of the queues and credit of the link to `peer_id`.
@@ -272,7 +268,7 @@ class Node:
         Raises:
             PeerNotFound: no live link to `peer_id`.
         """
-        return self._link(peer_id).stats()
+        return self._running_link(peer_id)[1].stats()
 
     def dial_states(self) -> list[DialState]:
         """What the dial loop of each bootstrap peer is doing, in the order added."""
@@ -305,13 +301,22 @@ class Node:
         """Return an async iterator of peer lifecycle events from now on."""
         return self._hub.subscribe()
 
-    def _link(self, peer_id: str) -> PeerLink:
+    def _running_link(self, peer_id: str) -> tuple[Runtime, PeerLink]:
+        """The runtime and the open link to `peer_id` (any spelling of the ID).
+
+        Raises:
+            NodeClosed: `close()` has begun.
+            PeerNotFound: no open link to `peer_id` (or the node is not started).
+        """
+        run = self._run
         if self._closed:
             raise NodeClosed("the node is closed")
-        link = self._run.table.by_id.get(peer_id) if self._run is not None else None
+        if run is None:
+            raise PeerNotFound(peer_id)
+        link = run.table.by_id.get(peer_id) or run.table.find(peer_id)  # find: other spellings
         if link is None:
             raise PeerNotFound(peer_id)
-        return link
+        return run, link
 
     # -- sending ---------------------------------------------------------------------
 
@@ -331,7 +336,7 @@ class Node:
             MessageTooLarge: the encoded message exceeds the size limit.
             RegistryError: the message type is not registered.
         """
-        outbox = self._link(peer_id).outbox
+        outbox = self._running_link(peer_id)[1].outbox
         cmd_id, body = outbox.encode(message)
         try:
             if not outbox.writable:
@@ -383,11 +388,10 @@ class Node:
             PeerDisconnected: the link dropped before the reply.
             NodeClosed, PeerNotFound, MessageTooLarge, RegistryError: as for `send`.
         """
-        link = self._link(peer_id)
+        run, link = self._running_link(peer_id)
         wait = self.limits.request_timeout if timeout is None else timeout
-        assert self._run is not None  # _link() checked
         try:
-            return await self._run.request(link, message, reply, wait)
+            return await run.request(link, message, reply, wait)
         except PeerDisconnected:
             if self._closed:
                 raise NodeClosed("the node closed before the reply") from None

@@ -1,9 +1,10 @@
 """Sans-IO decisions of the node: reconnect backoff, failure kinds, duplicate links.
 
 **Failure kinds.**  A failed dial is *permanent* when retrying with the same
-configuration cannot succeed -- an unusable address, a refused certificate,
-a node ID mismatch, a connection to oneself -- and *transient* otherwise: a
-silent or refusing port, a full peer, a handshake timeout.  The decision
+configuration cannot succeed -- a refused certificate, a node ID mismatch, a
+connection to oneself, no codec in common -- and *transient* otherwise: a
+name that does not resolve (yet), a silent or refusing port, a full peer, a
+handshake timeout.  The decision
 is made by exception type, in the table `FAILURE_KINDS`, never by message
 text (the Rust original matched lower-cased strings).
 
@@ -39,11 +40,13 @@ from qrpc.errors import (
     ConfigError,
     ConnectError,
     HandshakeError,
+    NoCommonCodec,
 )
 
 __all__ = [
     "FAILURE_KINDS",
     "Backoff",
+    "FlapDetector",
     "FailureKind",
     "LinkFacts",
     "Resolution",
@@ -61,8 +64,9 @@ class FailureKind(Enum):
 
 FAILURE_KINDS: Final[tuple[tuple[type[BaseException], FailureKind], ...]] = (
     (HandshakeError, FailureKind.PERMANENT),  # certificate refused, ID mismatch, self
-    (AddressError, FailureKind.PERMANENT),
+    (NoCommonCodec, FailureKind.PERMANENT),
     (ConfigError, FailureKind.PERMANENT),
+    (AddressError, FailureKind.TRANSIENT),  # DNS may answer next time
     (ConnectError, FailureKind.TRANSIENT),  # timeouts, refusals, full peer
     (OSError, FailureKind.TRANSIENT),
 )
@@ -86,19 +90,29 @@ class Backoff:
         factor: growth per failed attempt.
         cap: the longest delay, in seconds.
         jitter: relative spread, 0.2 = +/- 20 %; spreads reconnect storms.
+        stable_after: seconds a link must last to count as a success; one that
+            ends sooner counts as a failed attempt, so two processes using one
+            identity, or a peer that accepts and drops, are redialed with
+            growing delays instead of at once, forever.
     """
 
     base: float = 1.0
     factor: float = 2.0
     cap: float = 30.0
     jitter: float = 0.2
+    stable_after: float = 5.0
 
     def __post_init__(self) -> None:
         if not (
-            self.base > 0 and self.factor >= 1 and self.cap >= self.base and 0 <= self.jitter < 1
+            self.base > 0
+            and self.factor >= 1
+            and self.cap >= self.base
+            and 0 <= self.jitter < 1
+            and self.stable_after >= 0
         ):
             raise ConfigError(
-                "Backoff", "need base > 0, factor >= 1, cap >= base and 0 <= jitter < 1"
+                "Backoff",
+                "need base > 0, factor >= 1, cap >= base, 0 <= jitter < 1 and stable_after >= 0",
             )
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
@@ -112,6 +126,38 @@ class Backoff:
             spread = (rng or random).uniform(-self.jitter, self.jitter)
             delay *= 1 + spread
         return delay
+
+
+class FlapDetector:
+    """Tells when one peer ID keeps coming up: `links` links within `window` seconds.
+
+    Two processes started with one certificate replace each other's link at
+    every peer; a peer behind a broken path reconnects over and over.  Either
+    way the node should say so, once per window rather than per link.
+    """
+
+    __slots__ = ("_reported", "_seen", "links", "window")
+
+    def __init__(self, links: int = 4, window: float = 10.0) -> None:
+        self.links = links
+        self.window = window
+        self._seen: dict[str, list[float]] = {}
+        self._reported: dict[str, float] = {}
+
+    def link_up(self, peer_id: str, now: float) -> int | None:
+        """Record a new link of `peer_id` at `now`; return how many came up within the
+        window when that makes it flapping (and it was not reported this window)."""
+        times = [t for t in self._seen.get(peer_id, ()) if now - t < self.window]
+        times.append(now)
+        self._seen[peer_id] = times
+        if len(self._seen) > 4096:  # forget peers that came up once, long ago
+            for key in [k for k, v in self._seen.items() if now - v[-1] >= self.window]:
+                del self._seen[key]
+                self._reported.pop(key, None)
+        if len(times) < self.links or now - self._reported.get(peer_id, -self.window) < self.window:
+            return None
+        self._reported[peer_id] = now
+        return len(times)
 
 
 class Resolution(Enum):

@@ -10,7 +10,7 @@ cannot offer this codec.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import msgspec
 
@@ -39,8 +39,7 @@ class RawCodec:
             return field
         if not (isinstance(type_, type) and issubclass(type_, msgspec.Struct)):
             raise CodecError(f"raw codec: {type_!r} is not a msgspec Struct")
-        info = msgspec.inspect.type_info(type_)
-        assert isinstance(info, msgspec.inspect.StructType)
+        info = cast("msgspec.inspect.StructType", msgspec.inspect.type_info(type_))  # a Struct
         if len(info.fields) != 1 or not isinstance(info.fields[0].type, msgspec.inspect.BytesType):
             raise CodecError(
                 f"raw codec: {type_.__name__} must have exactly one field, of type bytes"

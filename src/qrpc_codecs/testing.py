@@ -65,7 +65,13 @@ def _check_bad_input(
         raise AssertionError(
             f"{codec.name} decoder raised {exc!r} for {data[:16]!r}; expected DecodeError"
         ) from exc
-    assert isinstance(result, type_), f"{codec.name} decoded {data[:16]!r} to {result!r}"
+    _require(isinstance(result, type_), f"{codec.name} decoded {data[:16]!r} to {result!r}")
+
+
+def _require(condition: object, message: str) -> None:
+    """Fail the conformance check (an explicit raise: it must not vanish under -O)."""
+    if not condition:
+        raise AssertionError(message)
 
 
 def check_codec(codec: Codec, *, types: tuple[type, ...] = ()) -> None:
@@ -77,9 +83,9 @@ def check_codec(codec: Codec, *, types: tuple[type, ...] = ()) -> None:
             a codec that supports only some types (like ``raw``) passes the
             samples it cannot build a decoder for.
     """
-    assert isinstance(codec, Codec), f"{codec!r} does not implement Codec"
-    assert isinstance(codec.name, str), "codec name must be a str"
-    assert 1 <= len(codec.name) <= 64, "codec name must be 1-64 characters"
+    _require(isinstance(codec, Codec), f"{codec!r} does not implement Codec")
+    _require(isinstance(codec.name, str), "codec name must be a str")
+    _require(1 <= len(codec.name) <= 64, "codec name must be 1-64 characters")
     samples: list[msgspec.Struct] = [
         _Typical(7, "héllo", 1.5, list(range(10)), True, bytes(range(64))),
         _Typical(-(2**40), "", -0.0, [], False, b""),
@@ -94,12 +100,12 @@ def check_codec(codec: Codec, *, types: tuple[type, ...] = ()) -> None:
             continue
         supported += 1
         encoded = codec.encode(value)
-        assert isinstance(encoded, bytes), f"encode returned {type(encoded).__name__}"
-        assert decode(encoded) == value, f"round trip changed {value!r}"
+        _require(isinstance(encoded, bytes), f"encode returned {type(encoded).__name__}")
+        _require(decode(encoded) == value, f"round trip changed {value!r}")
         truncated = encoded[:-1] if encoded else b"\xff"
         for bad in (*GARBAGE, truncated):
             _check_bad_input(codec, decode, type(value), bad)
-    assert supported, f"{codec.name} supports none of the sample message types"
+    _require(supported, f"{codec.name} supports none of the sample message types")
     for type_ in types:
         codec.decoder(type_)
     try:

@@ -138,9 +138,9 @@ def test_new_link_starts_in_hello_state():
     assert link.state is LinkState.HELLO
     assert link.peer_hello is None
     assert link.peer_goodbye is None
-    assert link.send_credit == 0
-    assert link.inbound_bytes == 0
-    assert link.pending_bytes == 0
+    assert link.send.available == 0
+    assert link.receive.used == 0
+    assert link.send.pending_bytes == 0
     assert link.data_to_send() == b""
     assert link.events() == []
 
@@ -181,8 +181,8 @@ def test_hello_received_event_carries_the_peer_hello():
 
 def test_send_credit_is_the_window_from_the_peer_hello():
     a, b = link_pair(window_a=5000, window_b=9000)
-    assert a.send_credit == 9000
-    assert b.send_credit == 5000
+    assert a.send.available == 9000
+    assert b.send.available == 5000
 
 
 def test_simultaneous_hellos_open_both_links():
@@ -422,7 +422,7 @@ def test_credit_event_fields():
     a.send_message(1, b"x" * 284)  # spends 300 bytes of credit
     a.receive_data(credit_frame(300))
     assert only(a.events(), CreditReceived).amount == 300
-    assert a.send_credit == WINDOW
+    assert a.send.available == WINDOW
 
 
 @pytest.mark.parametrize("spent", [0, 300], ids=["nothing-spent", "some-spent"])
@@ -479,45 +479,45 @@ def fill_credit(a: LinkProtocol, body: bytes) -> int:
     """Send `body` messages from `a` until its credit is too small; return how many."""
     size = message_size(body)
     count = 0
-    for _ in range(a.send_credit // size):
+    for _ in range(a.send.available // size):
         a.send_message(count, body)
         count += 1
-    assert a.pending_bytes == 0
-    assert a.send_credit < size
+    assert a.send.pending_bytes == 0
+    assert a.send.available < size
     return count
 
 
 def test_sending_uses_credit():
     a, _b = link_pair()
     a.send_message(1, b"x" * 100)
-    assert a.send_credit == WINDOW - 116
+    assert a.send.available == WINDOW - 116
     a.send_request(1, 1, b"y" * 10)
-    assert a.send_credit == WINDOW - 116 - 26
+    assert a.send.available == WINDOW - 116 - 26
 
 
 def test_messages_queue_once_credit_runs_out():
     a, _b = link_pair()
     body = b"m" * 1008  # 1024-byte frames: 8 fill the window exactly
     assert fill_credit(a, body) == 8
-    assert a.send_credit == 0
+    assert a.send.available == 0
     sent = a.data_to_send()
     assert len(sent) == 8 * 1024
     a.send_message(100, body)
     a.send_request(101, 1, b"r")
-    assert a.pending_bytes == 1024 + 17
+    assert a.send.pending_bytes == 1024 + 17
     assert a.data_to_send() == b""
-    assert a.send_credit == 0
+    assert a.send.available == 0
 
 
 def test_queued_message_waits_behind_an_earlier_one_even_if_it_would_fit():
     a, _b = link_pair()
     fill_credit(a, b"m" * 1000)  # 8 frames of 1016 bytes: 64 bytes of credit left
     drop(a)
-    assert a.send_credit == 64
+    assert a.send.available == 64
     a.send_message(1, b"x" * 100)  # 116 bytes: queued
     a.send_message(2, b"")  # 16 bytes would fit, but order is kept
     assert a.data_to_send() == b""
-    assert a.pending_bytes == 132
+    assert a.send.pending_bytes == 132
 
 
 def test_consumed_below_one_eighth_grants_nothing():
@@ -527,7 +527,7 @@ def test_consumed_below_one_eighth_grants_nothing():
     event = only(b.events(), MessageReceived)
     b.consumed(event.size, idle=False)
     assert b.data_to_send() == b""
-    assert b.inbound_bytes == 116
+    assert b.receive.used == 116
 
 
 def test_consumed_when_idle_grants_credit_once_1_64_of_the_window_is_handled():
@@ -537,14 +537,14 @@ def test_consumed_when_idle_grants_credit_once_1_64_of_the_window_is_handled():
     event = only(b.events(), MessageReceived)
     b.consumed(event.size, idle=True)
     assert b.data_to_send() == b""  # 116 < 128: a small exchange costs no CREDIT frame
-    assert b.inbound_bytes == 116
-    assert a.send_credit == WINDOW - 116 >= MAX_FRAME + HEADER_SIZE
+    assert b.receive.used == 116
+    assert a.send.available == WINDOW - 116 >= MAX_FRAME + HEADER_SIZE
     a.send_message(2, b"y" * 100)
     transfer(a, b)
     event = only(b.events(), MessageReceived)
     b.consumed(event.size, idle=True)
     assert frames_of(b.data_to_send()) == [Frame(FrameKind.CREDIT, 0, 0, (232).to_bytes(4, "big"))]
-    assert b.inbound_bytes == 0
+    assert b.receive.used == 0
 
 
 def test_idle_credit_goes_back_at_once_when_the_largest_frame_would_not_fit():
@@ -558,7 +558,7 @@ def test_idle_credit_goes_back_at_once_when_the_largest_frame_would_not_fit():
     assert frames_of(grant) == [Frame(FrameKind.CREDIT, 0, 0, (116).to_bytes(4, "big"))]
     a.receive_data(grant)
     only(a.events(), CreditReceived)
-    assert a.send_credit == MAX_FRAME + HEADER_SIZE
+    assert a.send.available == MAX_FRAME + HEADER_SIZE
 
 
 def test_consumed_grants_credit_after_one_eighth_of_the_window():
@@ -576,7 +576,7 @@ def test_consumed_grants_credit_after_one_eighth_of_the_window():
         grants.append(b.data_to_send())
     assert grants[:3] == [b"", b"", b""]
     assert frames_of(grants[3]) == [Frame(FrameKind.CREDIT, 0, 0, (1024).to_bytes(4, "big"))]
-    assert b.inbound_bytes == 0
+    assert b.receive.used == 0
 
 
 def test_credit_releases_queued_messages_in_order():
@@ -586,7 +586,7 @@ def test_credit_releases_queued_messages_in_order():
     transfer(a, b)
     for cmd_id in (100, 101, 102):
         a.send_message(cmd_id, body)
-    assert a.pending_bytes == 3 * 1024
+    assert a.send.pending_bytes == 3 * 1024
     received = b.events()
     assert len(received) == 8
     for event in received[:2]:
@@ -594,11 +594,11 @@ def test_credit_releases_queued_messages_in_order():
         b.consumed(event.size, idle=False)  # each reaches 1/8 of the window
     transfer(b, a)
     assert [e.amount for e in a.events() if isinstance(e, CreditReceived)] == [1024, 1024]
-    assert a.pending_bytes == 1024
-    assert a.send_credit == 0
+    assert a.send.pending_bytes == 1024
+    assert a.send.available == 0
     transfer(a, b)
     assert [e.cmd_id for e in b.events() if isinstance(e, MessageReceived)] == [100, 101]
-    assert b.inbound_bytes == WINDOW
+    assert b.receive.used == WINDOW
 
 
 def test_receiver_accepts_exactly_its_window():
@@ -606,7 +606,7 @@ def test_receiver_accepts_exactly_its_window():
     half = encode_frame(FrameKind.MESSAGE, b"w" * (WINDOW // 2 - HEADER_SIZE), cmd_id=1)
     b.receive_data(half + half)
     assert [e.size for e in b.events() if isinstance(e, MessageReceived)] == [WINDOW // 2] * 2
-    assert b.inbound_bytes == WINDOW
+    assert b.receive.used == WINDOW
     assert b.state is LinkState.OPEN
 
 
@@ -615,11 +615,11 @@ def test_peer_exceeding_credit_fails_flow_control():
     frame = encode_frame(FrameKind.MESSAGE, b"f" * 1008, cmd_id=1)
     b.receive_data(frame * 8)
     assert len(b.events()) == 8
-    assert b.inbound_bytes == WINDOW
+    assert b.receive.used == WINDOW
     b.receive_data(encode_frame(FrameKind.MESSAGE, cmd_id=1))  # 16 more bytes
     event = failure(b)
     assert event.code == ErrorCode.FLOW_CONTROL
-    assert b.inbound_bytes == WINDOW
+    assert b.receive.used == WINDOW
 
 
 def test_request_beyond_credit_fails_flow_control():
@@ -635,10 +635,10 @@ def test_credit_granted_back_lets_the_peer_send_more():
     first = b.events()[0]
     assert isinstance(first, MessageReceived)
     b.consumed(first.size, idle=True)
-    assert b.inbound_bytes == WINDOW - 1024
+    assert b.receive.used == WINDOW - 1024
     b.receive_data(frame)
     assert only(b.events(), MessageReceived).size == 1024
-    assert b.inbound_bytes == WINDOW
+    assert b.receive.used == WINDOW
 
 
 def _send_response(link: LinkProtocol) -> None:
@@ -667,14 +667,14 @@ def test_replies_are_exempt_from_credit(send, expected):
     fill_credit(b, b"m" * 1008)
     transfer(b, a)
     assert len(a.events()) == 8
-    assert b.send_credit == 0
+    assert b.send.available == 0
     send(b)
-    assert b.pending_bytes == 0
+    assert b.send.pending_bytes == 0
     transfer(b, a)
     only(a.events(), expected)
     assert a.state is LinkState.OPEN
-    assert b.send_credit == 0
-    assert a.inbound_bytes == WINDOW  # replies are not counted against the window
+    assert b.send.available == 0
+    assert a.receive.used == WINDOW  # replies are not counted against the window
 
 
 def test_credit_frames_are_exempt_from_credit():
@@ -685,11 +685,11 @@ def test_credit_frames_are_exempt_from_credit():
     for event in a.events():
         assert isinstance(event, MessageReceived)
         a.consumed(event.size, idle=True)
-    assert a.send_credit == 0
+    assert a.send.available == 0
     transfer(a, b)
     amounts = [e.amount for e in b.events() if isinstance(e, CreditReceived)]
     assert amounts == [1024] * 8
-    assert b.send_credit == WINDOW
+    assert b.send.available == WINDOW
 
 
 def test_inbound_window_is_never_exceeded_by_a_well_behaved_sender():
@@ -700,7 +700,7 @@ def test_inbound_window_is_never_exceeded_by_a_well_behaved_sender():
     received: list[int] = []
     for _ in range(MAX_ROUNDS):
         transfer(a, b)
-        assert b.inbound_bytes <= WINDOW
+        assert b.receive.used <= WINDOW
         events = b.events()
         for n, event in enumerate(events):
             assert isinstance(event, MessageReceived)
@@ -730,7 +730,7 @@ def test_credit_flow_delivers_every_message_in_order(sizes, idle_every):
     handled = 0
     for _ in range(4 * len(sizes) + MAX_ROUNDS):
         transfer(a, b)
-        assert b.inbound_bytes <= WINDOW
+        assert b.receive.used <= WINDOW
         events = b.events()
         for n, event in enumerate(events):
             assert isinstance(event, MessageReceived), event
@@ -749,10 +749,10 @@ def test_credit_flow_delivers_every_message_in_order(sizes, idle_every):
 def assert_window_reopened(sender: LinkProtocol, receiver: LinkProtocol) -> None:
     """Everything sent was handled: the credit is back, but for an idle remainder
     under 1/64 of the window that still leaves room for the largest frame."""
-    assert sender.pending_bytes == 0
-    assert sender.send_credit + receiver.inbound_bytes == WINDOW
-    assert receiver.inbound_bytes < IDLE_GRANT
-    assert sender.send_credit >= MAX_FRAME + HEADER_SIZE
+    assert sender.send.pending_bytes == 0
+    assert sender.send.available + receiver.receive.used == WINDOW
+    assert receiver.receive.used < IDLE_GRANT
+    assert sender.send.available >= MAX_FRAME + HEADER_SIZE
 
 
 def test_message_queued_before_the_hello_exchange_is_sent_once_open():
@@ -761,11 +761,11 @@ def test_message_queued_before_the_hello_exchange_is_sent_once_open():
     a, b = new_link(), new_link()
     a.send_hello(make_hello("node-a"))
     a.send_message(1, b"early")
-    assert a.pending_bytes == message_size(b"early")
+    assert a.send.pending_bytes == message_size(b"early")
     b.send_hello(make_hello("node-b"))
     roundtrip(a, b)
     assert a.state is LinkState.OPEN
-    assert a.pending_bytes == 0
+    assert a.send.pending_bytes == 0
     assert [type(e) for e in b.events()] == [HelloReceived]
     b.admit()
     assert [type(e) for e in b.events()] == [MessageReceived]
@@ -798,7 +798,7 @@ def test_send_goodbye_returns_and_drops_queued_messages():
     a.send_request(2, 1, b"later")
     a.send_message(3, b"latest")
     assert a.send_goodbye() == 3
-    assert a.pending_bytes == 0
+    assert a.send.pending_bytes == 0
     frames = frames_of(a.data_to_send())
     assert [f.kind for f in frames] == [FrameKind.MESSAGE] * 8 + [FrameKind.GOODBYE]
 
@@ -846,7 +846,7 @@ def test_consumed_while_closing_sends_no_credit():
     drop(a)
     a.consumed(event.size, idle=True)
     assert a.data_to_send() == b""
-    assert a.inbound_bytes == 0
+    assert a.receive.used == 0
 
 
 @pytest.mark.parametrize(
@@ -940,10 +940,10 @@ def test_failure_discards_unsent_output_and_queued_messages():
     a, _b = link_pair()
     fill_credit(a, b"m" * 1008)
     a.send_message(1, b"queued")
-    assert a.pending_bytes == message_size(b"queued")
+    assert a.send.pending_bytes == message_size(b"queued")
     a.receive_data(encode_frame(FrameKind.HELLO, encode_hello(make_hello("node-b"))))
     assert failure(a).code == ErrorCode.PROTOCOL_VIOLATION
-    assert a.pending_bytes == 0
+    assert a.send.pending_bytes == 0
     assert a.data_to_send() == b""
 
 
@@ -982,7 +982,7 @@ def test_open_link_survives_arbitrary_bytes(data, cut):
         assert a.state is LinkState.CLOSED
     else:
         assert a.state is LinkState.OPEN
-    assert a.inbound_bytes <= WINDOW
+    assert a.receive.used <= WINDOW
 
 
 # -- admission: small frames before HELLO, nothing parsed after it until admit() --------
@@ -1004,7 +1004,7 @@ def test_the_dialer_holds_what_follows_the_peers_hello_until_admit():
     acceptor.send_message(1, b"right after the hello")
     transfer(acceptor, dialer)
     assert [type(e) for e in dialer.events()] == [HelloReceived]
-    assert dialer.inbound_bytes == 0  # held, not counted, not acted on
+    assert dialer.receive.used == 0  # held, not counted, not acted on
     dialer.admit()
     message = only(dialer.events(), MessageReceived)
     assert message.body == b"right after the hello"

@@ -203,6 +203,29 @@ async def test_env_file_is_reread_for_each_new_link(
     await assert_admitted(await allowlist_nodes(tls=later_tls), acceptor)
 
 
+async def test_a_peer_dropped_from_the_file_is_disconnected_within_a_second(
+    allowlist_nodes: NodeFactory,
+    allowlist_env: pytest.MonkeyPatch,
+    qrpc_pki: TestPKI,
+    tmp_path: Path,
+) -> None:
+    staying, leaving = qrpc_pki.node_tls(), qrpc_pki.node_tls()
+    path = tmp_path / "allowlist.txt"
+    path.write_text(f"{staying.node_id}\n{leaving.node_id}\n")
+    allowlist_env.setenv("QRPC_ALLOWLIST_FILE", str(path))
+    acceptor = await allowlist_nodes(autoload_plugins=True)
+    await assert_admitted(await allowlist_nodes(tls=staying), acceptor)
+    await assert_admitted(await allowlist_nodes(tls=leaving), acceptor)
+    events = acceptor.events()
+    path.write_text(f"{staying.node_id}\n")
+    loop = asyncio.get_running_loop()
+    changed = loop.time()
+    gone = await next_event(events, qrpc.Disconnected)
+    assert loop.time() - changed < 1.0
+    assert (gone.peer_id, gone.code) == (leaving.node_id, qrpc.ErrorCode.AUTH_REVOKED)
+    assert acceptor.peers() == [staying.node_id]
+
+
 async def test_unusable_env_config_refuses_everyone(
     allowlist_nodes: NodeFactory,
     allowlist_env: pytest.MonkeyPatch,

@@ -144,7 +144,11 @@ async def test_a_successful_link_resets_the_count(
 ) -> None:
     target, _ = await reconnect_nodes()
     peer = qrpc.Peer(*target.address, expected_id=target.id)
-    node, events = await reconnect_nodes(peers=[peer], plugins=[FixedDelay(0.05, max_attempts=2)])
+    node, events = await reconnect_nodes(
+        peers=[peer],
+        plugins=[FixedDelay(0.05, max_attempts=2)],
+        backoff=qrpc.Backoff(stable_after=0.0),  # every link that came up counts as a success
+    )
     assert await node.wait_for_peer(target.id, timeout=TIMEOUT) == target.id
     await target.close()  # now the address is silent
     seen = await watch(events)

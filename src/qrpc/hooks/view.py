@@ -11,7 +11,8 @@ __all__ = ["NodeView"]
 
 
 class NodeView(Protocol):
-    """What a hook implementation may read about the node that calls it.
+    """What a hook implementation may read about the node that calls it (and the one
+    thing it may ask of it: `reauthorize`).
 
     `qrpc.Node` satisfies it; a hook receives the node itself, typed as this
     view, so a plugin that only reads stays independent of the runtime.
@@ -34,3 +35,9 @@ class NodeView(Protocol):
 
     def is_connected(self, peer_id: str) -> bool:
         """Whether `peer_id` has a live link."""
+
+    async def reauthorize(self) -> list[str]:
+        """Run the auth hooks again for every live link; close those now refused.
+
+        The one action a plugin may take on the node: an auth plugin calls it
+        when what it admits changes (`Node.reauthorize`)."""

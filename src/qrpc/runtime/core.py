@@ -18,6 +18,8 @@ callables, the way aioquic's server hands each protocol its callbacks:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -35,11 +37,12 @@ from qrpc.runtime.handshake import Admission
 from qrpc.runtime.link import PeerLink
 from qrpc.runtime.peers import PeerTable
 from qrpc.runtime.requests import RequestTable
+from qrpc.runtime.tasks import STOP_GRACE, cancel_within
 from qrpc.tls.credentials import TLS
 from qrpc.transport.endpoint import Endpoint
 from qrpc_codecs import Codec
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "until_signalled"]
 
 
 class Runtime:
@@ -48,6 +51,7 @@ class Runtime:
     __slots__ = (
         "_emit",
         "_plugins",
+        "_stable_after",
         "admission",
         "dialer",
         "endpoint",
@@ -66,6 +70,7 @@ class Runtime:
         *,
         plugins: Plugins,
         emit: Callable[[NodeEvent], None],
+        stable_after: float,
     ) -> None:
         self.endpoint = endpoint
         self.table = table
@@ -75,6 +80,7 @@ class Runtime:
         self.loops: list[DialLoop] = []
         self._plugins = plugins
         self._emit = emit
+        self._stable_after = stable_after
 
     @classmethod
     async def open(
@@ -91,6 +97,7 @@ class Runtime:
         settings: QuicSettings,
         plugins: Plugins,
         emit: Callable[[NodeEvent], None],
+        stable_after: float,
     ) -> Runtime:
         """Bind the port and wire the parts (nothing is dialed yet).
 
@@ -122,7 +129,16 @@ class Runtime:
             answer_timeout=limits.connect_timeout,
             admit=admission.dialed,
         )
-        return cls(endpoint, table, admission, dialer, requests, plugins=plugins, emit=emit)
+        return cls(
+            endpoint,
+            table,
+            admission,
+            dialer,
+            requests,
+            plugins=plugins,
+            emit=emit,
+            stable_after=stable_after,
+        )
 
     def dial(self, peer: PeerAddress) -> None:
         """Start a dial loop that keeps `peer` connected."""
@@ -135,6 +151,7 @@ class Runtime:
                 is_connected=table.__contains__,
                 next_delay=self._plugins.next_reconnect_delay,
                 emit=self._emit,
+                stable_after=self._stable_after,
             )
         )
 
@@ -145,9 +162,7 @@ class Runtime:
         `close()` may be called from a handler, whose own task is spared.
         """
         current = asyncio.current_task()
-        for loop in self.loops:
-            loop.cancel()
-        await asyncio.gather(*(loop.task for loop in self.loops), return_exceptions=True)
+        await cancel_within((loop.task for loop in self.loops), STOP_GRACE, "dial loops")
         self.requests.fail_all(NodeClosed("the node is shutting down"))
         await self.admission.stop(keep=current)
         await self.table.shutdown(deadline, keep=current)
@@ -188,3 +203,18 @@ class Runtime:
     def abandon(self) -> None:
         """Close the endpoint at once (close() ran while the port was being bound)."""
         self.endpoint.close()
+
+
+async def until_signalled(stopping: asyncio.Event) -> None:
+    """Wait until `stopping` is set or SIGINT/SIGTERM arrives (`Node.serve`)."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stopping.set)
+            installed.append(sig)
+    try:
+        await stopping.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

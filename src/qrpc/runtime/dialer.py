@@ -20,7 +20,14 @@ from typing import Any
 from cryptography import x509
 
 from qrpc.config import PeerAddress
-from qrpc.errors import AddressError, ConfigError, ConnectError, DuplicateLink
+from qrpc.errors import (
+    AddressError,
+    ConfigError,
+    ConnectError,
+    ConnectTimeout,
+    DuplicateLink,
+    PeerDisconnected,
+)
 from qrpc.policy import FailureKind, classify_failure
 from qrpc.runtime.events import ConnectFailed, Connecting, NodeEvent
 from qrpc.transport.connection import Connection
@@ -81,17 +88,28 @@ class Dialer:
     async def dial(self, peer: PeerAddress) -> str:
         """Dial `peer` and register it; return its node ID.
 
+        The name is resolved again at every attempt, and every address it
+        resolves to is tried in turn until one answers.
+
         Raises:
-            ConnectError: the attempt failed; the subclass says why.
+            ConnectError: the attempt failed; the subclass says why (for
+                several addresses, the last address's failure).
         """
-        addr = await self._resolve(peer)
         policy = PeerPolicy(
             trust=peer.trust or self._trust, domain=self._domain, expected_id=peer.expected_id
         )
-        conn = await self._connect(addr, policy=policy, answer_timeout=self._answer_timeout)
+        *others, last = await self._resolve(peer)
+        for addr in others:
+            try:
+                conn = await self._connect(addr, policy=policy, answer_timeout=self._answer_timeout)
+            except ConnectTimeout:
+                log.debug("%s: no answer at %s, trying the next address", peer, addr)
+                continue
+            return await self._admit(conn)
+        conn = await self._connect(last, policy=policy, answer_timeout=self._answer_timeout)
         return await self._admit(conn)
 
-    async def _resolve(self, peer: PeerAddress) -> tuple[Any, ...]:
+    async def _resolve(self, peer: PeerAddress) -> list[tuple[Any, ...]]:
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(
@@ -99,7 +117,10 @@ class Dialer:
             )
         except OSError as exc:
             raise AddressError(f"cannot resolve {peer}: {exc}") from None
-        return tuple(infos[0][4])
+        addresses = list(dict.fromkeys(tuple(info[4]) for info in infos))  # in order, once
+        if not addresses:
+            raise AddressError(f"{peer} resolved to no address")
+        return addresses
 
 
 class DialLoop:
@@ -112,6 +133,7 @@ class DialLoop:
         is_connected: whether a peer ID has a link.
         next_delay: the reconnect policy (`Plugins.next_reconnect_delay`).
         emit: publishes a node event.
+        stable_after: seconds a link must last not to count as a failed attempt.
     """
 
     __slots__ = (
@@ -120,6 +142,7 @@ class DialLoop:
         "_failures",
         "_is_connected",
         "_next_delay",
+        "_stable_after",
         "_wait_gone",
         "peer",
         "peer_id",
@@ -136,6 +159,7 @@ class DialLoop:
         is_connected: Callable[[str], bool],
         next_delay: Callable[[PeerAddress, int, BaseException, FailureKind], float | None],
         emit: Callable[[NodeEvent], None],
+        stable_after: float,
     ) -> None:
         self.peer = peer
         self.peer_id: str | None = peer.expected_id
@@ -147,10 +171,12 @@ class DialLoop:
         self._is_connected = is_connected
         self._next_delay = next_delay
         self._emit = emit
+        self._stable_after = stable_after
         self._failures = 0
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"qrpc-dial-{peer}")
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         attempt = 0
         while True:
             attempt += 1
@@ -173,9 +199,15 @@ class DialLoop:
                 error = exc
             else:
                 self.peer_id = peer_id
-                attempt = self._failures = 0
+                self._failures = 0
+                up = loop.time()
                 await self._wait_gone(peer_id)
-                continue
+                lasted = loop.time() - up
+                if lasted >= self._stable_after:
+                    attempt = 0
+                    continue
+                # A link that did not hold counts as a failed attempt: back off.
+                error = PeerDisconnected(f"the link to {self.peer} ended after {lasted:.2f} s")
             delay = self._failed(attempt, error)
             if delay is None:
                 return
@@ -198,7 +230,3 @@ class DialLoop:
         else:
             log.info("dialing %s failed (%s), retrying in %.2f s", self.peer, error, delay)
         return delay
-
-    def cancel(self) -> None:
-        """Stop the loop."""
-        self.task.cancel()

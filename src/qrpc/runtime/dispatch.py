@@ -32,8 +32,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from qrpc.codes import RemoteErrorCode
+from qrpc.errors import RegistryError
 from qrpc.runtime.context import Context, NodeHandle
 from qrpc.runtime.link import Inbound, PeerLink
+from qrpc.runtime.tasks import STOP_GRACE, cancel_within
 
 __all__ = ["HandlerSpec", "Inbox"]
 
@@ -47,6 +49,12 @@ class HandlerSpec:
 
     fn: Handler
     concurrency: int = 1
+
+    @staticmethod
+    def check_concurrency(concurrency: object) -> None:
+        """Raise `RegistryError` unless `concurrency` is a positive int."""
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise RegistryError(f"concurrency must be a positive int, got {concurrency!r}")
 
 
 class Inbox:
@@ -304,11 +312,9 @@ class Inbox:
 
     async def stop(self, keep: asyncio.Task[Any] | None = None) -> None:
         """Cancel the task and the handler tasks, except `keep` (the task of a
-        handler that is closing the node itself), and wait for them."""
+        handler that is closing the node itself), and wait for them a bounded time."""
         tasks = [t for t in (self.task, *self._tasks) if t is not keep]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_within(tasks, STOP_GRACE, f"handlers of {self.peer_id}")
 
 
 def _being_cancelled() -> bool:

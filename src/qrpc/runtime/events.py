@@ -27,6 +27,7 @@ __all__ = [
     "EventStream",
     "EventsDropped",
     "NodeEvent",
+    "PeerFlapping",
 ]
 
 DEFAULT_CAPACITY: Final = 1024  # events buffered per stream
@@ -85,13 +86,29 @@ class ConnectFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerFlapping:
+    """One peer ID keeps coming up: `links` links within `seconds` (logged as a WARNING).
+
+    Usually two processes started with the same certificate, each replacing
+    the other's link; or a peer whose path keeps breaking.
+    """
+
+    peer_id: str
+    """The peer's node ID."""
+    links: int
+    """Links that came up within the window."""
+    seconds: float
+    """The window, in seconds."""
+
+
+@dataclass(frozen=True, slots=True)
 class EventsDropped:
     """This stream fell behind and `count` older events were discarded."""
 
     count: int
 
 
-NodeEvent = Connecting | Connected | Disconnected | ConnectFailed | EventsDropped
+NodeEvent = Connecting | Connected | Disconnected | ConnectFailed | PeerFlapping | EventsDropped
 
 
 class EventStream:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 from qrpc.codes import ErrorCode
 from qrpc.config import Limits
@@ -28,6 +28,7 @@ from qrpc.errors import (
     ConnectError,
     ConnectionLimitReached,
     DuplicateLink,
+    NoCommonCodec,
     PeerAuthError,
     PeerIdMismatch,
     SelfConnection,
@@ -37,6 +38,7 @@ from qrpc.policy import LinkFacts, Resolution, resolve_duplicate
 from qrpc.registry import Registry
 from qrpc.runtime.link import PeerLink
 from qrpc.runtime.peers import PeerTable
+from qrpc.runtime.tasks import STOP_GRACE, cancel_within
 from qrpc.transport.connection import Connection
 from qrpc.wire.hello import Hello
 from qrpc_codecs import Codec
@@ -268,9 +270,10 @@ class Admission:
         for name in hello.codecs:
             if name in ours:
                 return ours[name]
+        refusal = f"no common codec: peer offers {hello.codecs}, this node speaks {list(ours)}"
         raise self._refuse(
             link,
-            ConnectError(f"no common codec: peer offers {hello.codecs}"),
+            NoCommonCodec(ErrorCode.NO_COMMON_CODEC, refusal, by_peer=False),
             ErrorCode.NO_COMMON_CODEC,
             "no common codec",
         )
@@ -281,15 +284,33 @@ class Admission:
         link.close(code, reason)
         return error
 
+    async def reauthorize(self) -> list[str]:
+        """Ask the auth hooks again about every open link; close those now refused
+        (AUTH_REVOKED) and return their peer IDs, sorted."""
+        links = [link for link in self._table.links() if link.peer_hello is not None]
+        verdicts = await asyncio.gather(
+            *(
+                self._plugins.authorize(
+                    link.identity, cast("Hello", link.peer_hello), dialed=link.dialed
+                )
+                for link in links
+            )
+        )
+        revoked = []
+        for link, admitted in zip(links, verdicts, strict=True):
+            if not admitted and not link.closed:
+                log.warning("peer %s is no longer authorized: closing its link", link.peer_id)
+                link.close(ErrorCode.AUTH_REVOKED, "no longer authorized")
+                revoked.append(link.peer_id)
+        return sorted(revoked)
+
     # -- shutdown --------------------------------------------------------------------
 
     async def stop(self, keep: asyncio.Task[Any] | None) -> None:
         """Refuse new links and end the admissions in progress (except `keep`)."""
         self._closed = True
         tasks = [task for task in self._tasks if task is not keep]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_within(tasks, STOP_GRACE, "admissions")
 
 
 def _incarnation(link: PeerLink) -> int | None:

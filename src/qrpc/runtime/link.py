@@ -21,10 +21,11 @@ flush.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
 import msgspec
 
@@ -101,6 +102,7 @@ class PeerLink:
     """
 
     __slots__ = (
+        "_expiry",
         "_inbox",
         "_max_message_size",
         "_on_gone",
@@ -157,6 +159,7 @@ class PeerLink:
         self._on_reply: ReplyHandler | None = None
         self._on_gone: Callable[[PeerLink], None] | None = None
         self._route: Callable[[list[LinkEvent]], None] = self._route_setup
+        self._expiry: asyncio.TimerHandle | None = None
         conn.attach(self._on_data, self.outbox.pull, self._conn_closed)
 
     def __repr__(self) -> str:
@@ -202,6 +205,14 @@ class PeerLink:
         self._on_gone = on_gone
         self._route = self._route_open
         self.conn.promote()
+        identity = self.identity
+        until = identity.chain_valid_until or identity.not_valid_after
+        delay = max(0.0, (until - dt.datetime.now(dt.UTC)).total_seconds())
+        self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
+
+    def _expired(self) -> None:
+        log.warning("the certificate of %s expired: closing its link", self.peer_id)
+        self.close(ErrorCode.CERTIFICATE_EXPIRED, "certificate expired")
 
     def admit_held(self) -> None:
         """Handle what the peer sent since its HELLO, held until the link was open."""
@@ -242,10 +253,8 @@ class PeerLink:
             self.hello.exception()  # retrieved: the owner may be gone already
 
     def _route_open(self, events: list[LinkEvent]) -> None:
-        inbox = self._inbox
-        on_reply = self._on_reply
-        assert inbox is not None  # set by open()
-        assert on_reply is not None
+        inbox = cast("MessageSink", self._inbox)  # both set by open(), before this route
+        on_reply = cast("ReplyHandler", self._on_reply)
         inbound: list[Inbound] = []
         for event in events:
             kind = type(event)
@@ -258,9 +267,9 @@ class PeerLink:
             elif kind is GoodbyeReceived:
                 self._goodbye_received(event)  # type: ignore[arg-type]
             elif kind is LinkFailed:
-                assert isinstance(event, LinkFailed)
-                log.warning("peer %s broke the protocol: %s", self.peer_id, event.reason)
-                self.close(event.code, "protocol violation")
+                failed = cast("LinkFailed", event)
+                log.warning("peer %s broke the protocol: %s", self.peer_id, failed.reason)
+                self.close(failed.code, "protocol violation")
         if inbound:
             inbox.put(self, inbound)
 
@@ -278,8 +287,8 @@ class PeerLink:
             self.dialed,
             (str(host), int(port)),
             self.outbox.queued_bytes,
-            protocol.send_credit,
-            protocol.inbound_bytes,
+            protocol.send.available,
+            protocol.receive.used,
         )
 
     @property
@@ -304,6 +313,8 @@ class PeerLink:
         self.closed = True
         self.close_code = code
         self.close_reason = reason
+        if self._expiry is not None:
+            self._expiry.cancel()
         self.outbox.shut(reason)
         on_gone = self._on_gone
         if on_gone is not None:

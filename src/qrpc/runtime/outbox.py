@@ -25,7 +25,7 @@ from typing import Any, Final
 import msgspec
 
 from qrpc.codes import ErrorCode, RemoteErrorCode
-from qrpc.errors import MessageTooLarge, PeerDisconnected
+from qrpc.errors import MessageEncodeError, MessageTooLarge, PeerDisconnected
 from qrpc.hooks.tracer import Tracer
 from qrpc.registry import Registry
 from qrpc.wire.frames import HEADER_SIZE
@@ -33,7 +33,7 @@ from qrpc.wire.hello import Hello
 from qrpc.wire.link import LinkProtocol
 from qrpc_codecs import Codec
 
-__all__ = ["Outbox"]
+__all__ = ["Outbox", "encode_error"]
 
 log = logging.getLogger("qrpc.node")
 _ERROR_TEXT_LIMIT: Final = 1024  # bytes of error text sent to a requester
@@ -108,13 +108,17 @@ class Outbox:
 
         Raises:
             RegistryError: the message type is not registered.
+            MessageEncodeError: the codec cannot encode it.
             MessageTooLarge: the body exceeds what the peer accepts.
         """
         cmd_id = self._registry.cmd_id_of(type(message))
         codec = self.codec
         if codec is None:
             raise PeerDisconnected(f"link to {self.peer_id} is not open")
-        body = codec.encode(message)
+        try:
+            body = codec.encode(message)
+        except Exception as exc:  # CodecError, or anything a third-party codec raises
+            raise encode_error(message, codec, exc) from exc
         if len(body) > self.max_body:
             raise MessageTooLarge(len(body), self.max_body)
         return cmd_id, body
@@ -307,3 +311,10 @@ class Outbox:
         if self._shut_reason is None:
             self._shut_reason = reason
             self.credit_arrived()
+
+
+def encode_error(message: object, codec: Codec, cause: Exception) -> MessageEncodeError:
+    """The `MessageEncodeError` for `codec` failing on `message` with `cause`."""
+    return MessageEncodeError(
+        f"cannot encode {type(message).__name__} with codec {codec.name!r}: {cause}"
+    )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -28,15 +28,18 @@ from qrpc.codes import ErrorCode
 from qrpc.errors import MessageTooLarge, PeerDisconnected, PeerWaitTimeout, QrpcError
 from qrpc.hooks.plugins import Plugins
 from qrpc.hooks.tracer import Tracer
+from qrpc.ids import normalize_node_id
+from qrpc.policy import FlapDetector
 from qrpc.runtime.context import NodeHandle
 from qrpc.runtime.dispatch import HandlerSpec, Inbox
-from qrpc.runtime.events import Connected, Disconnected, NodeEvent
+from qrpc.runtime.events import Connected, Disconnected, NodeEvent, PeerFlapping
 from qrpc.runtime.link import PeerLink
-from qrpc.runtime.outbox import Outbox
+from qrpc.runtime.outbox import Outbox, encode_error
 from qrpc.runtime.requests import Reply, RequestTable
+from qrpc.runtime.tasks import bounded
 from qrpc_codecs import Codec
 
-__all__ = ["PeerTable", "bounded"]
+__all__ = ["PeerTable"]
 
 log = logging.getLogger("qrpc.node")
 
@@ -56,6 +59,7 @@ class PeerTable:
         "_arrivals",
         "_departures",
         "_emit",
+        "_flaps",
         "_handlers",
         "_inboxes",
         "_links",
@@ -86,6 +90,7 @@ class PeerTable:
         self._inboxes: dict[str, Inbox] = {}
         self._arrivals: dict[str | None, list[asyncio.Future[str]]] = {}
         self._departures: dict[str, list[asyncio.Future[None]]] = {}
+        self._flaps = FlapDetector()
         self.dialing: dict[str, PeerLink] = {}
         "Dials in flight past TLS, by the certified peer ID (for the tie-break)."
 
@@ -94,6 +99,17 @@ class PeerTable:
     def get(self, peer_id: str) -> PeerLink | None:
         """The open link to `peer_id`, if any."""
         return self._links.get(peer_id)
+
+    def find(self, peer_id: str) -> PeerLink | None:
+        """The open link to `peer_id` in any spelling of the ID (IDs are kept in
+        lower case; callers try `by_id` first, on the hot path)."""
+        link = self._links.get(peer_id)
+        if link is None:
+            try:
+                link = self._links.get(normalize_node_id(peer_id))
+            except ValueError:
+                return None
+        return link
 
     def ids(self) -> list[str]:
         """IDs of the registered peers, sorted."""
@@ -141,6 +157,16 @@ class PeerTable:
         self._emit(
             Connected(peer_id, (str(address[0]), int(address[1])), link.identity, link.dialed)
         )
+        flapping = self._flaps.link_up(peer_id, asyncio.get_running_loop().time())
+        if flapping is not None:
+            log.warning(
+                "peer %s came up %d times in %.0f s: is another process using its "
+                "certificate, or is its network unstable?",
+                peer_id,
+                flapping,
+                self._flaps.window,
+            )
+            self._emit(PeerFlapping(peer_id, flapping, self._flaps.window))
         self._plugins.peer_connected(peer_id, link.identity)
         link.admit_held()
 
@@ -232,7 +258,10 @@ class PeerTable:
         for link in links:
             codec = link.outbox.codec
             if codec is not None and codec.name not in bodies:
-                body = bodies[codec.name] = codec.encode(message)
+                try:
+                    body = bodies[codec.name] = codec.encode(message)
+                except Exception as exc:  # nothing is queued to anyone
+                    raise encode_error(message, codec, exc) from exc
                 if len(body) > limit:
                     raise MessageTooLarge(len(body), limit)
         full: list[Outbox] = []
@@ -274,18 +303,4 @@ class PeerTable:
         await bounded(deadline, *(link.outbox.farewell() for link in links))
         for link in links:
             link.close(ErrorCode.NO_ERROR, "shutdown")
-        await asyncio.gather(
-            *(inbox.stop(keep) for inbox in list(self._inboxes.values())), return_exceptions=True
-        )
-
-
-async def bounded(deadline: float, *aws: Awaitable[Any]) -> None:
-    """Await `aws` together until the loop time `deadline`, then cancel what is left."""
-    if not aws:
-        return
-    remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    _, pending = await asyncio.wait(tasks, timeout=remaining)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(inbox.stop(keep) for inbox in list(self._inboxes.values())))

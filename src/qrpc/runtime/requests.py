@@ -18,7 +18,7 @@ from typing import Any, Final
 import msgspec
 
 from qrpc.codes import RemoteErrorCode
-from qrpc.errors import QrpcError, RemoteError
+from qrpc.errors import QrpcError, RemoteError, RequestLimitReached
 from qrpc.wire.events import ErrorReceived, ResponseReceived
 
 __all__ = ["PendingRequest", "Reply", "RequestTable"]
@@ -64,10 +64,10 @@ class RequestTable:
         The caller must `discard` the ID when it stops waiting.
 
         Raises:
-            QrpcError: `limit` requests are already outstanding.
+            RequestLimitReached: `limit` requests are already outstanding.
         """
         if len(self._pending) >= self._limit:
-            raise QrpcError(
+            raise RequestLimitReached(
                 f"{self._limit} requests already outstanding (Limits.max_concurrent_requests)"
             )
         request_id = self._next_id

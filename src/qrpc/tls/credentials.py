@@ -24,7 +24,12 @@ import datetime as dt
 import os
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 
 from qrpc.errors import ConfigError, PeerAuthError
 from qrpc.tls.identity import DEFAULT_DOMAIN, PeerIdentity, check_key_type, verify_peer
@@ -57,6 +62,7 @@ class TLS:
         "key_path",
         "node_id",
         "private_key",
+        "secret_seed",
         "trust",
     )
 
@@ -85,6 +91,10 @@ class TLS:
                 self.key_path, f"key does not match the certificate in {self.cert_path}"
             )
         self.identity = self._check_own_certificate()
+        self.secret_seed: bytes = self.private_key.private_bytes(
+            Encoding.DER, PrivateFormat.PKCS8, NoEncryption()
+        )
+        "Key material the node derives its secrets from (stateless-reset tokens)."
         self.node_id: str = self.identity.node_id  # type: ignore[assignment]  # checked above
 
     @classmethod
@@ -110,6 +120,11 @@ class TLS:
         self.certificate = certificate  # type: ignore[assignment]
         self.chain = chain
         self.private_key = private_key  # type: ignore[assignment]
+        self.secret_seed = (
+            private_key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+            if private_key is not None
+            else os.urandom(32)
+        )
         self.identity = None  # type: ignore[assignment]
         self.node_id = node_id
         return self

@@ -20,6 +20,7 @@ Failures raise `PeerAuthError` carrying the TLS alert to send.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Sequence
@@ -94,6 +95,10 @@ class PeerIdentity:
     """End of validity (UTC)."""
     certificate: x509.Certificate
     """The verified leaf certificate."""
+    chain_valid_until: dt.datetime | None = None
+    """When the verified chain stops being valid: the earliest end of validity of
+    the leaf, its intermediates and the root it chains to (None if not verified).
+    A link is closed then (CERTIFICATE_EXPIRED)."""
 
     @classmethod
     def from_certificate(cls, cert: x509.Certificate, domain: str) -> PeerIdentity:
@@ -175,10 +180,13 @@ def verify_peer(
         .build_client_verifier()
     )
     try:
-        verifier.verify(leaf, list(intermediates))
+        verified = verifier.verify(leaf, list(intermediates))
     except VerificationError as exc:
         raise PeerAuthError(f"certificate refused: {exc}", alert=Alert.BAD_CERTIFICATE) from None
-    identity = PeerIdentity.from_certificate(leaf, domain)
+    identity = dataclasses.replace(
+        PeerIdentity.from_certificate(leaf, domain),
+        chain_valid_until=min(cert.not_valid_after_utc for cert in verified.chain),
+    )
     if expected_id is not None and identity.node_id != expected_id:
         raise PeerIdMismatch(expected_id, identity.node_id, "in the peer's certificate")
     return identity

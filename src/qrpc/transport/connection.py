@@ -17,8 +17,8 @@ using any other stream is closed with BAD_STREAM.  Writes are coalesced:
 `want_flush()` marks the connection dirty and the endpoint transmits every
 dirty connection once per event-loop turn.
 
-`close_error()` is the one place that turns a QUIC termination into a
-qrpc exception (httpcore's ``map_exceptions``).
+`close_error()` turns how it ended into a qrpc exception
+(`qrpc.transport.closing`).
 """
 
 from __future__ import annotations
@@ -29,28 +29,19 @@ from typing import Any, Final, Protocol
 
 from aioquic.quic import events
 from aioquic.quic.connection import NetworkAddress
-from aioquic.quic.packet import QuicErrorCode
 
 from qrpc.codes import ErrorCode
 from qrpc.errors import (
     ConnectError,
-    ConnectionLimitReached,
-    ConnectionRefused,
-    ConnectTimeout,
-    DuplicateLink,
-    PeerAuthError,
-    PeerIdMismatch,
-    SelfConnection,
 )
 from qrpc.tls.identity import PeerIdentity
+from qrpc.transport.closing import close_error
 from qrpc.transport.mtls import QrpcQuicConnection
 
 __all__ = ["Connection", "ConnectionHost"]
 
 STREAM_ID: Final = 0  # the link's stream: client-initiated bidirectional
 SEND_BUFFER: Final = 1024 * 1024  # bytes: hand aioquic more only while fewer are unacked
-_CRYPTO_ERROR: Final = 0x100
-_PADDING: Final = 0x00  # frame type aioquic reports with its idle-timeout INTERNAL_ERROR
 _MAX_EARLY_DATA: Final = 64 * 1024  # bytes buffered before the owner attaches
 
 
@@ -94,6 +85,8 @@ class Connection:
         "_early",
         "_early_size",
         "_host",
+        "_progress",
+        "_received",
         "_reset",
         "_timer",
         "_timer_at",
@@ -105,6 +98,7 @@ class Connection:
         "closed_locally",
         "handshake",
         "is_client",
+        "last_received",
         "on_closed",
         "on_data",
         "promoted",
@@ -120,6 +114,7 @@ class Connection:
         *,
         is_client: bool,
         handshake_timeout: float,
+        progress_timeout: float | None = None,
     ) -> None:
         self._host = host
         self.quic = quic
@@ -148,7 +143,15 @@ class Connection:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self.last_received = loop.time()
+        "Loop time of the last datagram from the peer (keep-alive and dead-peer checks)."
+        self._received = 0
         self._deadline = loop.call_later(handshake_timeout, self._handshake_expired)
+        self._progress = (
+            loop.call_later(progress_timeout, self._check_progress)
+            if progress_timeout is not None
+            else None
+        )
 
     def __repr__(self) -> str:
         role = "dialed" if self.is_client else "accepted"
@@ -220,32 +223,22 @@ class Connection:
 
     def close_error(self) -> ConnectError:
         """The exception a dialer should see for how this connection ended."""
-        local = self.quic.auth_error
-        if local is not None:  # we refused the peer's certificate
-            return local
-        if self.timed_out:
-            return ConnectTimeout("no TLS + HELLO exchange within the handshake deadline")
-        code = self.close_code
-        reason = self.close_reason
-        if code is None:
-            return ConnectTimeout("connection dropped before the handshake completed")
-        if self.closed_locally:
-            return ConnectionRefused(code, reason, by_peer=False)
-        if self.close_frame_type is None:  # application close sent by the peer
-            refusal = _REFUSALS.get(code)
-            return refusal(code, reason) if refusal is not None else ConnectionRefused(code, reason)
-        if _CRYPTO_ERROR <= code < _CRYPTO_ERROR + 0x100:
-            alert = code - _CRYPTO_ERROR
-            return PeerAuthError(f"TLS handshake failed with alert {alert}", alert=alert)
-        if code == QuicErrorCode.INTERNAL_ERROR and self.close_frame_type == _PADDING:
-            return ConnectTimeout(f"no answer from the peer ({reason or 'idle timeout'})")
-        return ConnectionRefused(code, reason)
+        return close_error(
+            auth_error=self.quic.auth_error,
+            timed_out=self.timed_out,
+            code=self.close_code,
+            reason=self.close_reason,
+            closed_locally=self.closed_locally,
+            frame_type=self.close_frame_type,
+        )
 
     # -- endpoint API --------------------------------------------------------
 
     def datagram_received(self, data: bytes, addr: NetworkAddress, now: float) -> None:
         """Feed one datagram (called by the endpoint)."""
         self.answered = True
+        self.last_received = now
+        self._received += 1
         self.quic.receive_datagram(data, addr, now=now)
         self._process_events()
         self.want_flush()
@@ -308,6 +301,20 @@ class Connection:
         self.quic.handle_timer(now=self._host.loop.time())
         self._process_events()
         self.transmit()
+
+    def _check_progress(self) -> None:
+        # An accepted connection whose client sent nothing after its first flight
+        # is noise or a stalled handshake: free its half-open slot early.
+        if self._received <= 1 and not self.promoted and not self.closed:
+            self.timed_out = True
+            self.terminate()
+
+    def reset_received(self) -> None:
+        """The peer sent a stateless reset: it lost this connection (it restarted)."""
+        if not self.closed:
+            self.close_code = ErrorCode.PEER_RESTARTED
+            self.close_reason = "the peer restarted (stateless reset)"
+            self.terminate()
 
     def _handshake_expired(self) -> None:
         if not self.promoted and not self.closed:
@@ -378,6 +385,8 @@ class Connection:
 
     def _terminated(self, event: events.ConnectionTerminated | None) -> None:
         self.closed = True
+        if self._progress is not None:
+            self._progress.cancel()
         if event is not None and self.close_code is None:
             self.close_code = event.error_code
             self.close_reason = event.reason_phrase
@@ -394,12 +403,3 @@ class Connection:
             self.handshake.exception()  # retrieved: a dial may have been abandoned
         on_closed, self.on_closed = self.on_closed, _ignore
         on_closed(self)
-
-
-_REFUSALS: Final[dict[int, Callable[[int, str], ConnectError]]] = {
-    ErrorCode.CONNECTION_LIMIT: ConnectionLimitReached,
-    ErrorCode.DUPLICATE_LINK: DuplicateLink,
-    ErrorCode.PEER_ID_MISMATCH: lambda code, reason: PeerIdMismatch(None, None, reason),
-    ErrorCode.SELF_CONNECTION: lambda code, reason: SelfConnection(reason or "connected to itself"),
-    ErrorCode.AUTH_REJECTED: lambda code, reason: PeerAuthError(reason or "peer rejected us"),
-}

@@ -1,67 +1,51 @@
 """`Endpoint`: one UDP socket per node that both accepts and dials.
 
-This is the only module (with `qrpc.transport.connection`) that does
-socket IO.  It owns the socket, demultiplexes datagrams to `Connection`s by
-destination connection ID, creates a server-side connection for each
-acceptable Initial packet, transmits every dirty connection once per
-event-loop turn, and pings established connections as keep-alive.
-
-Reading drains up to `READ_BATCH` datagrams per readiness event before
-transmitting, so the ACKs and replies for a burst leave together (asyncio's
-datagram transport reads one datagram per loop iteration).
+It owns the node's `UdpSocket` and its QUIC `Connection`s: it routes each
+datagram by destination connection ID, asks the `Gate` what to do with the
+ones that match no connection (accept, Retry, Version Negotiation,
+stateless reset, drop), transmits every dirty connection once per
+event-loop turn, pings links that have been quiet, and closes those whose
+peer stopped answering (`QuicSettings.dead_peer_timeout`).
 
 Limits enforced here (aioquic's own server keeps a connection object, about
 85 KiB, for every Initial of an unknown connection ID, until its 60 s idle
 timeout): at most `max_half_open` accepted connections that have not
-completed TLS + HELLO (further Initials are dropped before any state is
-allocated), a handshake deadline per connection, and optional address
-validation with Retry packets.
+completed TLS + HELLO, `max_half_open_per_source` of them from one host,
+Retry for new clients once half the slots are taken; a connection whose
+first Initial does not decrypt is freed at once, one whose client sends
+nothing more within `PROGRESS_TIMEOUT` soon after, and every one by the
+handshake deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
-from collections import deque
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Final
 
 from aioquic._buffer import Buffer
 from aioquic.quic.connection import NetworkAddress
-from aioquic.quic.packet import (
-    pull_quic_header,
-)
+from aioquic.quic.packet import pull_quic_header
 
 from qrpc.codes import ErrorCode
 from qrpc.config import Limits, QuicSettings
-from qrpc.errors import ConfigError, ConnectError
+from qrpc.errors import ConnectError
 from qrpc.tls.credentials import TLS
 from qrpc.tls.identity import identity_name
 from qrpc.transport.connection import Connection
-from qrpc.transport.gate import CID_LENGTH, Drop, Gate
+from qrpc.transport.gate import CID_LENGTH, Accept, Drop, Gate, reset_token_function
 from qrpc.transport.mtls import PeerPolicy, QrpcQuicConnection, quic_configuration
+from qrpc.transport.udp import EndpointStats, UdpSocket
 
-__all__ = ["Endpoint", "EndpointStats"]
+__all__ = ["Endpoint"]
 
 log = logging.getLogger("qrpc.transport")
-READ_BATCH: Final = 64  # datagrams read per readiness event
-SOCKET_BUFFER: Final = 4 * 1024 * 1024  # bytes requested for SO_RCVBUF / SO_SNDBUF
+PROGRESS_TIMEOUT: Final = 3.0  # seconds an accepted client gets to send its second flight
 AcceptHandler = Callable[[Connection], None]
-
-
-@dataclass(slots=True)
-class EndpointStats:
-    """Counters for tests and diagnostics."""
-
-    datagrams_in: int = 0
-    datagrams_out: int = 0
-    initials_dropped: int = 0
-    """Initials dropped because `max_half_open` handshakes were in progress."""
-    send_queued: int = 0
-    """Datagrams queued because the socket buffer was full."""
 
 
 class Endpoint:
@@ -84,28 +68,34 @@ class Endpoint:
         self._loop = asyncio.get_running_loop()
         self._handshake_timeout = limits.handshake_timeout
         self.stats = EndpointStats()
-        self._sock = sock
         self._tls = tls
         self._settings = settings
         self._server_config = quic_configuration(tls, is_client=False, settings=settings)
         self._client_config = quic_configuration(tls, is_client=True, settings=settings)
         self._server_policy = PeerPolicy(trust=tls.trust, domain=tls.domain)
         self._on_accept = on_accept
+        self._reset_token = reset_token_function(tls.secret_seed)
         self._gate = Gate(
             supported_versions=self._server_config.supported_versions,
             retry=settings.retry,
             max_half_open=limits.max_half_open,
+            max_half_open_per_source=limits.max_half_open_per_source,
+            reset_token=self._reset_token,
         )
+        self._half_open_hosts: Counter[str] = Counter()
+        self._by_addr: dict[NetworkAddress, Connection] = {}
         self._by_cid: dict[bytes, Connection] = {}
         self.connections: set[Connection] = set()
-        self._half_open: set[Connection] = set()
+        self._half_open: dict[Connection, str] = {}
+        "Accepted connections not yet past TLS + HELLO, and the host each came from."
         self._dirty: list[Connection] = []
         self._flush_handle: asyncio.Handle | None = None
-        self._send_queue: deque[tuple[bytes, NetworkAddress]] = deque()
         self._closed = False
         self._keepalive: asyncio.TimerHandle | None = None
-        self.local_address: tuple[str, int] = sock.getsockname()[:2]
-        self._loop.add_reader(sock.fileno(), self._read_ready)
+        self._udp = UdpSocket(
+            sock, self.stats, on_datagram=self._datagram_received, on_batch=self._batch_read
+        )
+        self.local_address = self._udp.address
         self._schedule_keepalive()
 
     @classmethod
@@ -124,25 +114,7 @@ class Endpoint:
         Raises:
             ConfigError: the address cannot be resolved or bound.
         """
-        loop = asyncio.get_running_loop()
-        where = f"listen {host}:{port}"
-        try:
-            infos = await loop.getaddrinfo(
-                host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
-            )
-        except socket.gaierror as exc:
-            raise ConfigError(where, f"cannot resolve: {exc.strerror}") from None
-        family, _, proto, _, sockaddr = infos[0]
-        sock = socket.socket(family, socket.SOCK_DGRAM, proto)
-        try:
-            sock.setblocking(False)
-            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
-            sock.bind(sockaddr)
-        except OSError as exc:
-            sock.close()
-            raise ConfigError(where, f"cannot bind: {exc.strerror or exc}") from None
+        sock = await UdpSocket.bind(host, port)
         return cls(sock, tls=tls, settings=settings, limits=limits, on_accept=on_accept)
 
     @property
@@ -153,7 +125,7 @@ class Endpoint:
     @property
     def family(self) -> int:
         """The socket's address family (peers are resolved in it)."""
-        return self._sock.family
+        return self._udp.family
 
     @property
     def half_open(self) -> int:
@@ -181,8 +153,10 @@ class Endpoint:
         config = self._client_config
         if policy.expected_id is not None:
             config = replace(config, server_name=identity_name(policy.expected_id, policy.domain))
-        quic = QrpcQuicConnection(configuration=config, policy=policy)
-        conn = self._add(quic, is_client=True)
+        quic = QrpcQuicConnection(
+            configuration=config, policy=policy, reset_token=self._reset_token
+        )
+        conn = self._add(quic, is_client=True, addr=addr)
         quic.connect(addr, now=self._loop.time())
         conn.transmit()
         silence = (
@@ -203,15 +177,31 @@ class Endpoint:
 
     # -- ConnectionHost: called by the connections ------------------------------
 
-    def _add(self, quic: QrpcQuicConnection, *, is_client: bool) -> Connection:
+    def _add(
+        self, quic: QrpcQuicConnection, *, is_client: bool, addr: NetworkAddress
+    ) -> Connection:
         conn = Connection(
-            self, quic, is_client=is_client, handshake_timeout=self._handshake_timeout
+            self,
+            quic,
+            is_client=is_client,
+            handshake_timeout=self._handshake_timeout,
+            progress_timeout=None if is_client else PROGRESS_TIMEOUT,
         )
         self.connections.add(conn)
         self._by_cid[quic.host_cid] = conn
+        self._by_addr[addr] = conn
         if not is_client:
-            self._half_open.add(conn)
+            host = str(addr[0])
+            self._half_open[conn] = host
+            self._half_open_hosts[host] += 1
         return conn
+
+    def _forget_half_open(self, conn: Connection) -> None:
+        host = self._half_open.pop(conn, None)
+        if host is not None:
+            self._half_open_hosts[host] -= 1
+            if self._half_open_hosts[host] <= 0:
+                del self._half_open_hosts[host]
 
     def handshake_completed(self, conn: Connection) -> None:
         """TLS finished for `conn`: hand accepted connections to the owner."""
@@ -220,14 +210,16 @@ class Endpoint:
 
     def connection_promoted(self, conn: Connection) -> None:
         """`conn` finished HELLO: it no longer counts as half-open."""
-        self._half_open.discard(conn)
+        self._forget_half_open(conn)
 
     def connection_closed(self, conn: Connection) -> None:
         """`conn` terminated: forget every route to it."""
         self.connections.discard(conn)
-        self._half_open.discard(conn)
+        self._forget_half_open(conn)
         for cid in [cid for cid, c in self._by_cid.items() if c is conn]:
             del self._by_cid[cid]
+        for addr in [addr for addr, c in self._by_addr.items() if c is conn]:
+            del self._by_addr[addr]
 
     def route(self, cid: bytes, conn: Connection | None) -> None:
         """Route connection ID `cid` of ours to `conn`, or stop routing it (None)."""
@@ -258,53 +250,28 @@ class Endpoint:
             self._keepalive = self._loop.call_later(interval, self._send_keepalives)
 
     def _send_keepalives(self) -> None:
-        for conn in self.connections:
-            if conn.promoted:
+        # PING only links that heard nothing for an interval (busy ones need none);
+        # close those silent for the dead-peer timeout.
+        now = self._loop.time()
+        interval = self._settings.keepalive_interval or 0.0
+        dead_after = self._settings.dead_after
+        for conn in list(self.connections):
+            if not conn.promoted:
+                continue
+            silent = now - conn.last_received
+            if dead_after is not None and silent >= dead_after:
+                conn.close(ErrorCode.PEER_UNRESPONSIVE, f"no answer for {silent:.1f} s")
+            elif silent >= interval * 0.9:
                 conn.ping()
         self._schedule_keepalive()
 
-    # -- socket IO -------------------------------------------------------------
+    # -- datagrams -------------------------------------------------------------
 
     def sendto(self, data: bytes, addr: NetworkAddress) -> None:
-        """Send one datagram, queueing it if the socket buffer is full."""
-        self.stats.datagrams_out += 1
-        if self._send_queue:
-            self._send_queue.append((data, addr))
-            return
-        try:
-            self._sock.sendto(data, addr)
-        except BlockingIOError:
-            self.stats.send_queued += 1
-            self._send_queue.append((data, addr))
-            self._loop.add_writer(self._sock.fileno(), self._write_ready)
-        except OSError:
-            pass  # unreachable destination: QUIC's loss recovery and timeouts handle it
+        """Send one datagram (queued if the socket buffer is full)."""
+        self._udp.sendto(data, addr)
 
-    def _write_ready(self) -> None:
-        queue = self._send_queue
-        while queue:
-            data, addr = queue[0]
-            try:
-                self._sock.sendto(data, addr)
-            except BlockingIOError:
-                return
-            except OSError:
-                pass
-            queue.popleft()
-        self._loop.remove_writer(self._sock.fileno())
-
-    def _read_ready(self) -> None:
-        sock = self._sock
-        now = self._loop.time()
-        for _ in range(READ_BATCH):
-            try:
-                data, addr = sock.recvfrom(65536)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                continue  # e.g. an ICMP error reported on the socket
-            self.stats.datagrams_in += 1
-            self._datagram_received(data, addr, now)
+    def _batch_read(self) -> None:
         if self._flush_handle is not None:
             # Move the transmit behind the handler wake-ups this batch scheduled,
             # so replies leave with the ACKs instead of one loop turn later.
@@ -316,6 +283,8 @@ class Endpoint:
             conn = self._by_cid.get(data[1 : 1 + CID_LENGTH])
             if conn is not None:
                 conn.datagram_received(data, addr, now)
+            else:
+                self._unknown_short(data, addr, now)
             return
         try:
             header = pull_quic_header(Buffer(data=data), host_cid_length=CID_LENGTH)
@@ -327,23 +296,48 @@ class Endpoint:
             return
         if self._closed:
             return
-        decision = self._gate.decide(header, len(data), addr, now, half_open=len(self._half_open))
-        if isinstance(decision, Drop):
-            if decision is Drop.FULL:
-                self.stats.initials_dropped += 1
-            return
-        if isinstance(decision, bytes):
-            self.sendto(decision, addr)
+        decision = self._gate.decide(
+            header,
+            len(data),
+            addr,
+            now,
+            half_open=len(self._half_open),
+            half_open_here=self._half_open_hosts[str(addr[0])],
+        )
+        if not isinstance(decision, Accept):
+            self._stateless(decision, addr)
             return
         quic = QrpcQuicConnection(
             configuration=self._server_config,
             policy=self._server_policy,
+            reset_token=self._reset_token,
             original_destination_connection_id=decision.original_destination_cid,
             retry_source_connection_id=decision.retry_source_cid,
         )
-        conn = self._add(quic, is_client=False)
+        conn = self._add(quic, is_client=False, addr=addr)
         self._by_cid[header.destination_cid] = conn
         conn.datagram_received(data, addr, now)
+        if not quic.initial_decrypted():  # noise shaped like an Initial: keep nothing
+            self.stats.initials_undecryptable += 1
+            conn.terminate()
+
+    def _unknown_short(self, data: bytes, addr: NetworkAddress, now: float) -> None:
+        conn = self._by_addr.get(addr)
+        if conn is not None and conn.quic.is_stateless_reset(data):
+            self.stats.resets_received += 1
+            conn.reset_received()
+            return
+        if not self._closed:
+            self._stateless(self._gate.reset(data, addr, now), addr)
+
+    def _stateless(self, reply: bytes | Drop, addr: NetworkAddress) -> None:
+        if isinstance(reply, bytes):
+            self.stats.stateless_replies += 1
+            self.sendto(reply, addr)
+        elif reply is Drop.FULL:
+            self.stats.initials_dropped += 1
+        elif reply is Drop.BUDGET:
+            self.stats.replies_refused += 1
 
     # -- shutdown --------------------------------------------------------------
 
@@ -360,9 +354,7 @@ class Endpoint:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        self._write_ready_final()
-        self._loop.remove_reader(self._sock.fileno())
-        self._sock.close()
+        self._udp.close(flush=True)
 
     def abort(self) -> None:
         """Drop every connection and close the socket *without sending anything*,
@@ -372,25 +364,13 @@ class Endpoint:
         self._closed = True
         if self._keepalive is not None:
             self._keepalive.cancel()
-        self._send_queue.clear()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
         self._dirty.clear()
-        with contextlib.suppress(ValueError, OSError):
-            self._loop.remove_writer(self._sock.fileno())
-        self._loop.remove_reader(self._sock.fileno())
-        self._sock.close()
+        self._udp.close(flush=False)
         for conn in list(self.connections):
             conn.terminate()
-
-    def _write_ready_final(self) -> None:
-        if self._send_queue:
-            self._loop.remove_writer(self._sock.fileno())
-            while self._send_queue:
-                data, addr = self._send_queue.popleft()
-                with contextlib.suppress(OSError):
-                    self._sock.sendto(data, addr)
 
     @property
     def closed(self) -> bool:

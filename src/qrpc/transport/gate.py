@@ -1,25 +1,38 @@
 """`Gate`: what to do with a datagram that matches no connection -- decided without IO.
 
-A datagram whose destination connection ID is unknown gets one of:
+A long-header datagram whose destination connection ID is unknown gets one of:
 
-- nothing (dropped): not a long-header Initial of at least 1,200 bytes,
-  or too many handshakes are already in progress, or a Retry token that
-  does not validate;
-- a Version Negotiation packet: a long header with a version this node
-  does not speak (never in answer to a Version Negotiation packet, which
-  would loop);
-- a Retry packet, when address validation is on and the Initial carries no
-  token: the client must prove it receives at its address before any state
-  is kept for it;
-- `Accept`: create a server-side connection for it.
+- nothing (`Drop`): not an Initial of at least 1,200 bytes; too many
+  handshakes in progress, in all or from its source address; a Retry token
+  that does not validate; or an answer it would deserve but the reply
+  budget is spent;
+- a Version Negotiation packet: a version this node does not speak, in a
+  datagram of at least 1,200 bytes (RFC 9000 section 5.2.2: an answer to a
+  smaller one would make the node an amplifier), never in answer to a
+  Version Negotiation packet (which would loop);
+- a Retry packet: address validation is on -- configured, or switched on by
+  itself while half the half-open slots are taken -- and the Initial
+  carries no token, so the client must prove it receives at its address
+  before any state is kept for it;
+- `Accept`: create a server-side connection.
 
-`Endpoint` asks and does what the answer says.
+A short-header datagram of an unknown connection ID gets a stateless reset
+(`reset`): the connection ID may be one this node issued before it
+restarted, and the token, derived from the node's identity, tells the peer
+so at once.
+
+Every stateless reply (Version Negotiation, Retry, reset) spends from a
+budget per source address and one for all: a flood gets a trickle of
+answers, each smaller than what provoked it.  `Endpoint` asks and does what
+the answer says.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final
@@ -34,20 +47,28 @@ from aioquic.quic.packet import (
 )
 from aioquic.quic.retry import QuicRetryTokenHandler
 
-__all__ = ["Accept", "Drop", "Gate"]
+__all__ = ["CID_LENGTH", "Accept", "Drop", "Gate", "ReplyBudget", "reset_token_function"]
 
 CID_LENGTH: Final = 8  # bytes, aioquic's default host connection ID length
+RESET_MIN: Final = 21  # bytes: the smallest stateless reset (RFC 9000 section 10.3)
+RESET_MAX: Final = 43  # bytes: as large as a short packet with a small payload
+REPLIES_PER_SOURCE: Final = 20.0  # stateless replies per second to one address...
+REPLIES_PER_SOURCE_BURST: Final = 40
+REPLIES_ALL: Final = 1000.0  # ...and to all of them together
+REPLIES_ALL_BURST: Final = 2000
 
 
 class Drop(Enum):
     """Why a datagram was dropped (for the endpoint's counters)."""
 
     IGNORED = "ignored"
-    """Not an Initial a server may answer (short, other type, ...)."""
+    """Not something a server may answer (too short, wrong type, ...)."""
     FULL = "full"
-    """Too many handshakes in progress."""
+    """Too many handshakes in progress, in all or from this source address."""
     BAD_TOKEN = "bad-token"
     """A Retry token that does not validate."""
+    BUDGET = "budget"
+    """It deserved a stateless reply, but the reply budget is spent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,26 +81,96 @@ class Accept:
     """The CID our Retry packet used, if the client came back with a token."""
 
 
+def reset_token_function(secret_seed: bytes) -> Callable[[bytes], bytes]:
+    """Return ``token(cid)``: the stateless-reset token of connection ID `cid`.
+
+    The key is derived from the node's private key (`TLS.secret_seed`), so a
+    node restarted with the same identity computes the same tokens for the
+    connection IDs its previous process issued, and no one without the key
+    can forge them.
+    """
+    key = hashlib.sha256(b"qrpc stateless reset token key\x00" + secret_seed).digest()
+
+    def token(cid: bytes) -> bytes:
+        return hmac.new(key, cid, hashlib.sha256).digest()[:16]
+
+    return token
+
+
+class ReplyBudget:
+    """Token buckets for stateless replies: one per source host, one for all."""
+
+    __slots__ = ("_all", "_hosts")
+
+    def __init__(self) -> None:
+        self._all = (float(REPLIES_ALL_BURST), 0.0)
+        self._hosts: dict[str, tuple[float, float]] = {}
+
+    def spend(self, host: str, now: float) -> bool:
+        """Take one reply for `host` at `now`; False when either bucket is empty."""
+        tokens, last = self._hosts.get(host, (float(REPLIES_PER_SOURCE_BURST), now))
+        tokens = min(REPLIES_PER_SOURCE_BURST, tokens + (now - last) * REPLIES_PER_SOURCE)
+        all_tokens, all_last = self._all
+        all_tokens = min(REPLIES_ALL_BURST, all_tokens + (now - all_last) * REPLIES_ALL)
+        if tokens < 1 or all_tokens < 1:
+            self._hosts[host] = (tokens, now)
+            self._all = (all_tokens, now)
+            return False
+        self._hosts[host] = (tokens - 1, now)
+        self._all = (all_tokens - 1, now)
+        if len(self._hosts) > 4096:  # forget hosts whose bucket has refilled
+            full = REPLIES_PER_SOURCE_BURST / REPLIES_PER_SOURCE
+            self._hosts = {h: v for h, v in self._hosts.items() if now - v[1] < full}
+        return True
+
+
 class Gate:
     """The decisions for datagrams of unknown connection IDs (module docstring).
 
     Args:
         supported_versions: QUIC versions this node speaks.
-        retry: validate client addresses with Retry before keeping state.
+        retry: always validate client addresses with Retry before keeping state.
         max_half_open: accepted connections allowed before TLS + HELLO completes.
+        max_half_open_per_source: the same, from one source host.
+        reset_token: the stateless-reset token of one of our connection IDs.
     """
 
-    __slots__ = ("_max_half_open", "_retry", "_versions")
+    __slots__ = (
+        "_budget",
+        "_max_half_open",
+        "_per_source",
+        "_reset_token",
+        "_retry",
+        "_retry_always",
+        "_versions",
+    )
 
     def __init__(
-        self, *, supported_versions: Sequence[int], retry: bool, max_half_open: int
+        self,
+        *,
+        supported_versions: Sequence[int],
+        retry: bool,
+        max_half_open: int,
+        max_half_open_per_source: int,
+        reset_token: Callable[[bytes], bytes],
     ) -> None:
         self._versions = list(supported_versions)
-        self._retry = QuicRetryTokenHandler() if retry else None
+        self._retry = QuicRetryTokenHandler()
+        self._retry_always = retry
         self._max_half_open = max_half_open
+        self._per_source = max_half_open_per_source
+        self._reset_token = reset_token
+        self._budget = ReplyBudget()
 
     def decide(
-        self, header: QuicHeader, size: int, addr: NetworkAddress, now: float, *, half_open: int
+        self,
+        header: QuicHeader,
+        size: int,
+        addr: NetworkAddress,
+        now: float,
+        *,
+        half_open: int,
+        half_open_here: int,
     ) -> Accept | bytes | Drop:
         """Return `Accept`, a datagram to send back, or why to drop it.
 
@@ -89,12 +180,17 @@ class Gate:
             addr: where it came from.
             now: the loop time.
             half_open: accepted connections still in TLS or HELLO.
+            half_open_here: those of them from `addr`'s host.
         """
         if (
             header.packet_type != QuicPacketType.VERSION_NEGOTIATION
             and header.version is not None
             and header.version not in self._versions
         ):
+            if size < SMALLEST_MAX_DATAGRAM_SIZE:
+                return Drop.IGNORED
+            if not self._budget.spend(str(addr[0]), now):
+                return Drop.BUDGET
             return encode_quic_version_negotiation(
                 source_cid=header.destination_cid,
                 destination_cid=header.source_cid,
@@ -102,25 +198,37 @@ class Gate:
             )
         if header.packet_type != QuicPacketType.INITIAL or size < SMALLEST_MAX_DATAGRAM_SIZE:
             return Drop.IGNORED
-        if half_open >= self._max_half_open:
+        if half_open >= self._max_half_open or half_open_here >= self._per_source:
             return Drop.FULL
-        retry = self._retry
-        if retry is None:
-            return Accept(header.destination_cid, None)
+        pressure = half_open >= self._max_half_open // 2
         if not header.token:
-            return self._retry_packet(retry, header, addr, now)
+            if not (self._retry_always or pressure):
+                return Accept(header.destination_cid, None)
+            if not self._budget.spend(str(addr[0]), now):
+                return Drop.BUDGET
+            return self._retry_packet(header, addr, now)
         try:
-            odcid = retry.validate_token(
+            odcid = self._retry.validate_token(
                 address=addr, destination_cid=header.destination_cid, token=header.token, now=now
             )
         except ValueError:
             return Drop.BAD_TOKEN
         return Accept(odcid, header.destination_cid)
 
-    @staticmethod
-    def _retry_packet(
-        retry: QuicRetryTokenHandler, header: QuicHeader, addr: NetworkAddress, now: float
-    ) -> bytes | Drop:
+    def reset(self, datagram: bytes, addr: NetworkAddress, now: float) -> bytes | Drop:
+        """A stateless reset for a short-header `datagram` of an unknown connection ID,
+        smaller than the datagram; or why not (too small to answer, or no budget)."""
+        size = len(datagram)
+        if size <= RESET_MIN:
+            return Drop.IGNORED
+        if not self._budget.spend(str(addr[0]), now):
+            return Drop.BUDGET
+        length = min(size - 1, RESET_MAX)
+        token = self._reset_token(datagram[1 : 1 + CID_LENGTH])
+        first = 0x40 | (os.urandom(1)[0] & 0x3F)  # looks like a short-header packet
+        return bytes([first]) + os.urandom(length - 17) + token
+
+    def _retry_packet(self, header: QuicHeader, addr: NetworkAddress, now: float) -> bytes | Drop:
         if header.version is None:
             return Drop.IGNORED
         source_cid = os.urandom(CID_LENGTH)
@@ -129,7 +237,7 @@ class Gate:
             source_cid=source_cid,
             destination_cid=header.source_cid,
             original_destination_cid=header.destination_cid,
-            retry_token=retry.create_token(
+            retry_token=self._retry.create_token(
                 address=addr,
                 original_destination_connection_id=header.destination_cid,
                 retry_source_connection_id=source_cid,

@@ -30,15 +30,17 @@ certificate (aioquic sends a CertificateRequest only without a PSK).
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from aioquic import tls
 from aioquic._buffer import Buffer
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStreamSender
 from cryptography import x509
 
@@ -62,6 +64,12 @@ PRIVATE_API: Final = (
     (QuicConnection, "_streams"),
     (QuicStreamSender, "_buffer_start"),
     (QuicStreamSender, "_buffer_stop"),
+    (QuicConnection, "_host_cids"),
+    (QuicConnection, "_replenish_connection_ids"),
+    (QuicConnection, "_peer_cid"),
+    (QuicConnection, "_peer_cid_available"),
+    (QuicConnection, "_spaces"),
+    (QuicPacketSpace, "largest_received_packet"),
 )
 """(owner, attribute) pairs this module relies on; the internals test checks them."""
 
@@ -137,23 +145,62 @@ class _VerifyingContext(tls.Context):
 class QrpcQuicConnection(QuicConnection):
     """A `QuicConnection` that verifies its peer's certificate the qrpc way.
 
+    Its own connection IDs carry stateless-reset tokens derived from the node's
+    secret (`reset_token`), not random ones, so that the node, restarted with
+    the same identity, can still reset the links it lost (RFC 9000 section
+    10.3): its peers learn of the restart at their next packet.
+
     Args:
         configuration: from `quic_configuration`.
         policy: how to judge the peer's certificate.
+        reset_token: the stateless-reset token of one of our connection IDs.
         **kwargs: passed to `QuicConnection` (never session-ticket hooks).
     """
 
     def __init__(
-        self, *, configuration: QuicConfiguration, policy: PeerPolicy, **kwargs: Any
+        self,
+        *,
+        configuration: QuicConfiguration,
+        policy: PeerPolicy,
+        reset_token: Callable[[bytes], bytes],
+        **kwargs: Any,
     ) -> None:
         self._qrpc_policy = policy
+        self._qrpc_reset_token = reset_token
         super().__init__(configuration=configuration, **kwargs)
+        self._qrpc_sign_cids()
+
+    def _replenish_connection_ids(self) -> None:
+        super()._replenish_connection_ids()
+        self._qrpc_sign_cids()
+
+    def _qrpc_sign_cids(self) -> None:
+        for host_cid in self._host_cids:
+            if host_cid.stateless_reset_token is not None and not host_cid.was_sent:
+                host_cid.stateless_reset_token = self._qrpc_reset_token(host_cid.cid)
+        first = self._host_cids[0]
+        if not self._is_client and first.sequence_number == 0:  # sent in transport params
+            first.stateless_reset_token = self._qrpc_reset_token(first.cid)
+
+    def is_stateless_reset(self, datagram: bytes) -> bool:
+        """Whether `datagram` ends with a stateless-reset token the peer gave us."""
+        if len(datagram) < 21:
+            return False
+        tail = datagram[-16:]
+        tokens = [self._peer_cid.stateless_reset_token]
+        tokens += [cid.stateless_reset_token for cid in self._peer_cid_available]
+        return any(token and hmac.compare_digest(token, tail) for token in tokens)
+
+    def initial_decrypted(self) -> bool:
+        """Whether an Initial packet of the peer was decrypted (a server's first
+        datagram that never decrypts is noise, and its connection can be dropped)."""
+        space = self._spaces.get(tls.Epoch.INITIAL)
+        return space is not None and space.largest_received_packet >= 0
 
     def _initialize(self, peer_cid: bytes) -> None:
         super()._initialize(peer_cid)
-        context = self.tls
-        context.__class__ = _VerifyingContext
-        assert isinstance(context, _VerifyingContext)
+        self.tls.__class__ = _VerifyingContext
+        context = cast("_VerifyingContext", self.tls)
         context.qrpc_policy = self._qrpc_policy
         context.qrpc_identity = None
         context.qrpc_error = None

@@ -19,7 +19,7 @@ the decoder is unusable (the stream is desynchronised); close the link.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, cast
 
 from qrpc.errors import (
     FrameTooLarge,
@@ -182,8 +182,7 @@ class FrameDecoder:
         elif frame_kind is FrameKind.CREDIT and length != _CREDIT_BODY:
             error = MalformedFrame(f"CREDIT frame body of {length} bytes")
         if error is None:
-            assert frame_kind is not None
-            return frame_kind
+            return cast("FrameKind", frame_kind)  # no error means a known kind
         self._broken = error
         self._buf = b""
         self._pos = 0

@@ -2,19 +2,16 @@
 
 Rules this module protects:
 
-- Each side sends HELLO first and exactly once.  Any other frame (but a
-  GOODBYE) before both HELLOs closes the link with HELLO_REQUIRED; a
-  second HELLO with PROTOCOL_VIOLATION.  Before the peer's HELLO, frames
-  may declare at most `MAX_HELLO_SIZE` bytes.
-- The acceptor stays in the HELLO state until it sends its own HELLO, so
-  anything but GOODBYE from the dialer fails the link at once.  On the
-  dialer the peer's HELLO opens the link, but nothing after it is parsed
-  until `admit()`: what arrives is held, up to the window plus
-  `MAX_HELLO_SIZE` bytes (more: EARLY_DATA_LIMIT), then handled in order.
-  A peer cannot make this side act on, or buffer without bound, frames
-  sent while its admission (auth hooks included) is decided.
-- The sender of every frame is the authenticated peer of the connection:
-  no frame carries a sender field.
+- Each side sends HELLO first and exactly once (messages queued before it
+  follow it; a GOODBYE before it is not sent).  Any other frame but a
+  GOODBYE before both HELLOs closes the link with HELLO_REQUIRED, a second
+  HELLO with PROTOCOL_VIOLATION; frames before the peer's HELLO may declare
+  at most `MAX_HELLO_SIZE` bytes.  On the dialer (which sent HELLO first)
+  nothing after the peer's HELLO is parsed until `admit()`: it is held, up
+  to the window plus `MAX_HELLO_SIZE` bytes (more: EARLY_DATA_LIMIT), so a
+  peer cannot make this side act on, or buffer without bound, frames sent
+  while its admission (auth hooks included) is decided.
+- No frame carries a sender field: the sender is the authenticated peer.
 - Message credit (`qrpc.wire.credit`): MESSAGE and REQUEST frames only
   within the credit the receiver granted (else FLOW_CONTROL), returned
   only once frames were handled (`consumed`).  RESPONSE, ERROR, GOODBYE
@@ -25,9 +22,8 @@ Rules this module protects:
 - Any `ProtocolError` moves the link to CLOSED and emits one `LinkFailed`
   carrying the code to close the connection with.
 
-Input: `receive_data(data)`; commands: the `send_*` methods, `admit`,
-`consumed`; outputs, pulled: `events()` and `data_to_send()`.  Nothing here
-reads the clock, touches a socket or awaits.
+Input `receive_data`; commands `send_*`, `admit`, `consumed`; outputs pulled
+with `events()` and `data_to_send()`.  No clock, no socket, no awaiting.
 """
 
 from __future__ import annotations
@@ -103,12 +99,11 @@ class LinkProtocol:
         "_decoder",
         "_done_sending",
         "_events",
-        "_held",
-        "_held_bytes",
         "_hello_sent",
         "_hold_limit",
         "_holding",
         "_max_frame_size",
+        "_opened",
         "_out",
         "_unanswered",
         "peer_goodbye",
@@ -131,17 +126,18 @@ class LinkProtocol:
         self._max_frame_size = max_frame_size
         self._hold_limit = window + MAX_HELLO_SIZE
         self._holding = False
-        self._held: list[tuple[int, int, int, bytes]] = []
-        self._held_bytes = 0
+        self._opened = False  # both HELLOs exchanged (the state reached OPEN)
         self._hello_sent = False
         self._done_sending = False
         self._out: list[bytes] = []
         self._events: list[LinkEvent] = []
         self._unanswered = 0  # requests sent minus RESPONSE/ERROR frames received
         self.send = SendCredit()
-        "The sending direction's credit and the frames waiting for it."
+        """The sending direction: credit the peer grants (``send.available``) and the
+        MESSAGE/REQUEST frames waiting for it (``send.pending_bytes``)."""
         self.receive = ReceiveCredit(window, max_frame_size)
-        "The receiving direction's window, and when handled bytes go back as credit."
+        """The receiving direction: bytes received and not yet granted back
+        (``receive.used``), and when handled bytes go back as credit."""
 
     # -- outputs -----------------------------------------------------------
 
@@ -161,24 +157,9 @@ class LinkProtocol:
         return out[0] if len(out) == 1 else b"".join(out)
 
     @property
-    def send_credit(self) -> int:
-        """Bytes of MESSAGE/REQUEST frames that may be sent right now."""
-        return self.send.available
-
-    @property
-    def pending_bytes(self) -> int:
-        """Bytes of MESSAGE/REQUEST frames queued here, waiting for credit."""
-        return self.send.pending_bytes
-
-    @property
     def sending(self) -> bool:
         """False once this side sent GOODBYE or the link failed: commands are no-ops then."""
         return not self._done_sending
-
-    @property
-    def inbound_bytes(self) -> int:
-        """Bytes of received MESSAGE/REQUEST frames not yet re-granted as credit."""
-        return self.receive.used
 
     # -- input -------------------------------------------------------------
 
@@ -187,37 +168,51 @@ class LinkProtocol:
         `data_to_send()`."""
         if self.state is LinkState.CLOSED:
             return
-        decoder = self._decoder
         try:
-            complete = decoder.feed(data)
+            complete = self._decoder.feed(data)
         except ProtocolError as exc:
             self._fail(exc)
             return
-        if self._holding:
-            held = decoder.buffered + self._held_bytes
-            if held > self._hold_limit:
-                self._fail(
-                    EarlyDataLimit(f"{held} bytes before admission, limit {self._hold_limit}")
-                )
-            return
-        if complete:  # else: inside a large frame's body, nothing to parse yet
+        if self.peer_hello is None:
+            self._parse_setup()
+        elif not self._holding and complete:  # else: inside a large frame's body
             self._parse()
+        self._check_hold()
 
     def admit(self) -> None:
         """The local side admitted the peer: handle what arrived since its HELLO;
         then call `events()` and `data_to_send()`."""
-        if not self._holding:
-            return
-        self._holding = False
-        held, self._held = self._held, []
-        self._held_bytes = 0
-        try:
-            self._handle_frames(held)
-        except ProtocolError as exc:
-            self._fail(exc)
-            return
-        if self.state is not LinkState.CLOSED:
+        if self._holding:
+            self._holding = False
+            if self.state is not LinkState.CLOSED:
+                self._parse()
+
+    def _parse_setup(self) -> None:
+        # Until the peer's HELLO, one frame at a time: its HELLO raises the frame
+        # limit, and on the dialer what follows it is held, unparsed (`_holding`).
+        decoder = self._decoder
+        for _ in range(1_000_000):  # bounded by the bytes fed; ends at HELLO or a failure
+            try:
+                frame = decoder.next_frame()
+            except ProtocolError as exc:
+                self._fail(exc)
+                return
+            if frame is None:
+                return
+            try:
+                self._handle_frames([(frame.kind, frame.cmd_id, frame.request_id, frame.body)])
+            except ProtocolError as exc:
+                self._fail(exc)
+                return
+            if self.peer_hello is not None or self.state is LinkState.CLOSED:
+                break
+        if not self._holding and self.state is not LinkState.CLOSED:
             self._parse()
+
+    def _check_hold(self) -> None:
+        if self._holding and self._decoder.buffered > self._hold_limit:
+            held = self._decoder.buffered
+            self._fail(EarlyDataLimit(f"{held} bytes before admission, limit {self._hold_limit}"))
 
     def _parse(self) -> None:
         frames: list[tuple[int, int, int, bytes]] = []
@@ -231,7 +226,7 @@ class LinkProtocol:
         except ProtocolError as exc:
             self._fail(exc)
             return
-        if error is not None:
+        if error is not None and self.state is not LinkState.CLOSED:
             self._fail(error)
 
     def _handle_frames(self, frames: list[tuple[int, int, int, bytes]]) -> None:
@@ -241,7 +236,7 @@ class LinkProtocol:
         receive = self.receive
         used = receive.used
         receiving = self._receiving()
-        for index, (kind, cmd_id, request_id, body) in enumerate(frames):
+        for kind, cmd_id, request_id, body in frames:
             if kind in (_MESSAGE, _REQUEST):
                 if not receiving:
                     receive.used = used
@@ -258,17 +253,14 @@ class LinkProtocol:
             else:
                 receive.used = used
                 self._handle_control(Frame(FrameKind(kind), cmd_id, request_id, body))
+                if self.state is LinkState.CLOSED:  # both GOODBYEs: nothing more is read
+                    return
                 used = receive.used
                 receiving = self._receiving()
-                if self._holding:  # the peer's HELLO: the rest waits for admit()
-                    self._held = frames[index + 1 :]
-                    self._held_bytes = sum(HEADER_SIZE + len(f[3]) for f in self._held)
-                    break
         receive.used = used
 
     def _receiving(self) -> bool:
-        state = self.state
-        return (state is LinkState.OPEN or state is LinkState.CLOSING) and self.peer_goodbye is None
+        return self._opened and self.state is not LinkState.CLOSED and self.peer_goodbye is None
 
     def _refuse_inbound(self, kind: FrameKind) -> None:
         if self.peer_goodbye is not None:
@@ -284,15 +276,11 @@ class LinkProtocol:
             self.peer_hello = hello
             self._decoder.max_frame_size = self._max_frame_size
             self._holding = self._hello_sent  # the dialer's link opens here: hold until admit()
-            self.send.grant(hello.window)
-            if self._hello_sent and self.state is LinkState.HELLO:
-                self.state = LinkState.OPEN
-            self.unsent_bytes += self.send.release(self._out)
+            if self._hello_sent:
+                self._open()
             self._events.append(HelloReceived(hello))
             return
-        if self.peer_hello is None or (
-            self.state is LinkState.HELLO and kind is not FrameKind.GOODBYE
-        ):
+        if self.peer_hello is None or (not self._opened and kind is not FrameKind.GOODBYE):
             # A peer may leave during setup, but nothing else precedes both HELLOs.
             raise HelloRequired(f"{kind.name} before the HELLO exchange")
         if self.peer_goodbye is not None:
@@ -324,27 +312,39 @@ class LinkProtocol:
     def _fail(self, exc: ProtocolError) -> None:
         self.state = LinkState.CLOSED
         self._holding = False
-        self._held = []
-        self._held_bytes = 0
         self._done_sending = True
         self.send.clear()
         self._out = []
+        self.unsent_bytes = 0
         self._events.append(LinkFailed(exc.code, exc.reason))
 
     # -- commands ----------------------------------------------------------
 
     def send_hello(self, hello: Hello) -> None:
-        """Send our HELLO (once); then call `data_to_send()`."""
+        """Send our HELLO (once; a no-op once the link is closing or failed); then
+        call `data_to_send()`.  Messages queued before it follow it."""
         if self._hello_sent:
             raise RuntimeError("HELLO already sent")
         self._hello_sent = True
+        if self._done_sending:
+            return
         self._out.append(encode_frame(FrameKind.HELLO, encode_hello(hello)))
         if self.peer_hello is not None:
+            self._open()
+
+    def _open(self) -> None:
+        # Both HELLOs exchanged (even if this side is already closing): the peer's
+        # window becomes usable credit.
+        if self.state is LinkState.HELLO:
             self.state = LinkState.OPEN
+        self._opened = True
+        if self.peer_hello is not None:
+            self.send.grant(self.peer_hello.window)
+            self.unsent_bytes += self.send.release(self._out)
 
     def send_message(self, cmd_id: int, body: bytes) -> None:
         """Send a one-way message, or queue it until credit arrives; then call
-        `data_to_send()`.  Check `pending_bytes` for backpressure.
+        `data_to_send()`.  Check ``send.pending_bytes`` for backpressure.
 
         Raises:
             PeerDisconnected: this side sent GOODBYE, or the link failed.
@@ -399,12 +399,15 @@ class LinkProtocol:
     def send_goodbye(self, code: int = 0, reason: str = "") -> int:
         """Close gracefully: send GOODBYE, after which nothing more is sent; then
         call `data_to_send()`.  Returns how many messages still queued for credit
-        were dropped (wait for `pending_bytes` to reach 0 first if they matter)."""
+        were dropped (wait for ``send.pending_bytes`` to reach 0 if they matter)."""
         if self.state is LinkState.CLOSED or self.state is LinkState.CLOSING:
             return 0
         dropped = self.send.clear()
-        self._out.append(encode_frame(FrameKind.GOODBYE, encode_code_text(code, reason, 256)))
         self._done_sending = True
+        if not self._hello_sent:  # a peer refuses anything before our HELLO: say nothing
+            self.state = LinkState.CLOSED
+            return dropped
+        self._out.append(encode_frame(FrameKind.GOODBYE, encode_code_text(code, reason, 256)))
         self.state = LinkState.CLOSED if self.peer_goodbye is not None else LinkState.CLOSING
         return dropped
 

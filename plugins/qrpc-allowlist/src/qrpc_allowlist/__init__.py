@@ -8,7 +8,10 @@ Two ways to use it:
   ``QRPC_ALLOWLIST_FILE`` to a file of entries (one or more per line, comma-
   or space-separated, ``#`` starts a comment).  With neither variable set
   the installed plugin does nothing.  The variables are read on every new
-  link, never at import, so a changed file takes effect for the next peer.
+  link, never at import, so a changed file takes effect for the next peer;
+  and while a node runs the file is watched (every 0.25 s): when it changes,
+  every live peer is checked again and those no longer listed are
+  disconnected (`qrpc.Node.reauthorize`, close code AUTH_REVOKED).
 
 An entry is a node ID (case-insensitive, as qrpc compares them) or the
 SHA-256 fingerprint of a peer's certificate: 64 hex digits, optionally
@@ -29,6 +32,8 @@ logged at ERROR.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -40,9 +45,17 @@ from qrpc import ConfigError, PeerIdentity, hookimpl
 from qrpc.ids import is_node_id
 
 if TYPE_CHECKING:
+    from qrpc.hooks.view import NodeView
     from qrpc.wire.hello import Hello
 
-__all__ = ["ENV_FILE", "ENV_LIST", "Allowlist", "qrpc_authorize_peer"]
+__all__ = [
+    "ENV_FILE",
+    "ENV_LIST",
+    "Allowlist",
+    "qrpc_authorize_peer",
+    "qrpc_node_started",
+    "qrpc_node_stopped",
+]
 
 ENV_LIST: Final = "QRPC_ALLOWLIST"
 """Environment variable: comma-separated node IDs and certificate fingerprints."""
@@ -51,7 +64,9 @@ ENV_FILE: Final = "QRPC_ALLOWLIST_FILE"
 
 log = logging.getLogger("qrpc_allowlist")
 
+WATCH_INTERVAL: Final = 0.25  # seconds between looks at QRPC_ALLOWLIST_FILE
 _FINGERPRINT: Final = re.compile(r"[0-9a-f]{64}")
+_watchers: dict[int, asyncio.Task[None]] = {}  # one per running node, by id(node)
 _SEPARATORS: Final = re.compile(r"[,\s]+")
 
 
@@ -165,6 +180,46 @@ def qrpc_authorize_peer(identity: PeerIdentity, hello: Hello) -> bool | None:
     if allowlist is None:
         return None
     return _decide(allowlist, hello.node_id, identity.fingerprint)
+
+
+@hookimpl
+def qrpc_node_started(node: NodeView) -> None:
+    """The installed plugin: watch ``QRPC_ALLOWLIST_FILE`` while the node runs."""
+    path = os.environ.get(ENV_FILE, "").strip()
+    if path:
+        task = asyncio.get_running_loop().create_task(
+            _watch(node, Path(path)), name=f"qrpc_allowlist-watch-{node.id}"
+        )
+        _watchers[id(node)] = task
+
+
+@hookimpl
+def qrpc_node_stopped(node: NodeView) -> None:
+    """Stop watching for this node."""
+    task = _watchers.pop(id(node), None)
+    if task is not None:
+        task.cancel()
+
+
+async def _watch(node: NodeView, path: Path) -> None:
+    """Re-check the live peers whenever the file changes (mtime, size or presence)."""
+    last = _stamp(path)
+    while True:
+        await asyncio.sleep(WATCH_INTERVAL)
+        stamp = _stamp(path)
+        if stamp == last:
+            continue
+        last = stamp
+        revoked = await node.reauthorize()
+        if revoked:
+            log.warning("%s changed: disconnected %s", path, ", ".join(revoked))
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    with contextlib.suppress(OSError):
+        info = path.stat()
+        return info.st_mtime_ns, info.st_size
+    return None
 
 
 def _decide(allowlist: Allowlist, node_id: str, fingerprint: str) -> bool:

@@ -1,0 +1,75 @@
+"""How a connection ended, as the qrpc exception a dialer sees: the one place that
+maps QUIC terminations (and qrpc's application close codes) onto `ConnectError`s."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from aioquic.quic.packet import QuicErrorCode
+
+from qrpc.codes import ErrorCode
+from qrpc.errors import (
+    ConnectError,
+    ConnectionLimitReached,
+    ConnectionRefused,
+    ConnectTimeout,
+    DuplicateLink,
+    HandshakeError,
+    NoCommonCodec,
+    PeerAuthError,
+    PeerIdMismatch,
+    SelfConnection,
+)
+
+__all__ = ["close_error"]
+
+_CRYPTO_ERROR: Final = 0x100  # QUIC CRYPTO_ERROR range: 0x100 + TLS alert
+_PADDING: Final = 0x00  # frame type aioquic reports with its idle-timeout INTERNAL_ERROR
+
+_REFUSALS: Final[dict[int, Callable[[int, str], ConnectError]]] = {
+    ErrorCode.CONNECTION_LIMIT: ConnectionLimitReached,
+    ErrorCode.DUPLICATE_LINK: DuplicateLink,
+    ErrorCode.NO_COMMON_CODEC: NoCommonCodec,
+    ErrorCode.PEER_ID_MISMATCH: lambda code, reason: PeerIdMismatch(None, None, reason),
+    ErrorCode.SELF_CONNECTION: lambda code, reason: SelfConnection(reason or "connected to itself"),
+    ErrorCode.AUTH_REJECTED: lambda code, reason: PeerAuthError(reason or "peer rejected us"),
+}
+
+
+def close_error(
+    *,
+    auth_error: HandshakeError | None,
+    timed_out: bool,
+    code: int | None,
+    reason: str,
+    closed_locally: bool,
+    frame_type: int | None,
+) -> ConnectError:
+    """The exception for a connection that ended this way.
+
+    Args:
+        auth_error: why this side refused the peer's certificate, if it did.
+        timed_out: the handshake deadline (or the silence timer) ended it.
+        code: the close code (None: it dropped without one).
+        reason: the close reason.
+        closed_locally: this side chose to close.
+        frame_type: None for an application close, else the QUIC frame type.
+    """
+    if auth_error is not None:  # we refused the peer's certificate
+        return auth_error
+    if timed_out:
+        return ConnectTimeout("no TLS + HELLO exchange within the handshake deadline")
+    if code is None:
+        return ConnectTimeout("connection dropped before the handshake completed")
+    if closed_locally:
+        return ConnectionRefused(code, reason, by_peer=False)
+    if frame_type is None:  # application close sent by the peer
+        refusal = _REFUSALS.get(code)
+        return refusal(code, reason) if refusal is not None else ConnectionRefused(code, reason)
+    if _CRYPTO_ERROR <= code < _CRYPTO_ERROR + 0x100:
+        alert = code - _CRYPTO_ERROR
+        return PeerAuthError(f"TLS handshake failed with alert {alert}", alert=alert)
+    if code == QuicErrorCode.INTERNAL_ERROR and frame_type == _PADDING:
+        return ConnectTimeout(f"no answer from the peer ({reason or 'idle timeout'})")
+    return ConnectionRefused(code, reason)
