@@ -334,7 +334,7 @@ class Endpoint:
         if isinstance(reply, bytes):
             self.stats.stateless_replies += 1
             self.sendto(reply, addr)
-        elif reply is Drop.FULL:
+        elif reply is Drop.FULL or reply is Drop.BUSY:
             self.stats.initials_dropped += 1
         elif reply is Drop.BUDGET:
             self.stats.replies_refused += 1

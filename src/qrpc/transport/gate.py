@@ -22,8 +22,9 @@ restarted, and the token, derived from the node's identity, tells the peer
 so at once.
 
 Every stateless reply (Version Negotiation, Retry, reset) spends from a
-budget per source address and one for all: a flood gets a trickle of
-answers, each smaller than what provoked it.  `Endpoint` asks and does what
+budget per source host and one for all, and so does every new connection:
+a flood gets a trickle of answers, each smaller than what provoked it, and
+costs the node a bounded number of handshakes per second.  `Endpoint` asks and does what
 the answer says.
 """
 
@@ -47,15 +48,15 @@ from aioquic.quic.packet import (
 )
 from aioquic.quic.retry import QuicRetryTokenHandler
 
-__all__ = ["CID_LENGTH", "Accept", "Drop", "Gate", "ReplyBudget", "reset_token_function"]
+__all__ = ["CID_LENGTH", "Accept", "Budget", "Drop", "Gate", "reset_token_function"]
 
 CID_LENGTH: Final = 8  # bytes, aioquic's default host connection ID length
 RESET_MIN: Final = 21  # bytes: the smallest stateless reset (RFC 9000 section 10.3)
 RESET_MAX: Final = 43  # bytes: as large as a short packet with a small payload
-REPLIES_PER_SOURCE: Final = 20.0  # stateless replies per second to one address...
-REPLIES_PER_SOURCE_BURST: Final = 40
-REPLIES_ALL: Final = 1000.0  # ...and to all of them together
-REPLIES_ALL_BURST: Final = 2000
+REPLIES_PER_SOURCE: Final = 20.0  # stateless replies per second to one host...
+REPLIES_ALL: Final = 1000.0  # ...and to all of them together (bursts: twice as many)
+INITIALS_PER_SOURCE: Final = 50.0  # new connections per second from one host...
+INITIALS_ALL: Final = 500.0  # ...and from all of them together
 
 
 class Drop(Enum):
@@ -69,6 +70,8 @@ class Drop(Enum):
     """A Retry token that does not validate."""
     BUDGET = "budget"
     """It deserved a stateless reply, but the reply budget is spent."""
+    BUSY = "busy"
+    """Its source host (or every host) opened connections faster than allowed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,31 +100,32 @@ def reset_token_function(secret_seed: bytes) -> Callable[[bytes], bytes]:
     return token
 
 
-class ReplyBudget:
-    """Token buckets for stateless replies: one per source host, one for all."""
+class Budget:
+    """Token buckets: `per_host` events per second for each source host, `overall`
+    for all of them together, each allowing a burst of twice its rate."""
 
-    __slots__ = ("_all", "_hosts")
+    __slots__ = ("_all", "_hosts", "_overall", "_per_host")
 
-    def __init__(self) -> None:
-        self._all = (float(REPLIES_ALL_BURST), 0.0)
+    def __init__(self, per_host: float, overall: float) -> None:
+        self._per_host = per_host
+        self._overall = overall
+        self._all = (2 * overall, 0.0)
         self._hosts: dict[str, tuple[float, float]] = {}
 
     def spend(self, host: str, now: float) -> bool:
-        """Take one reply for `host` at `now`; False when either bucket is empty."""
-        tokens, last = self._hosts.get(host, (float(REPLIES_PER_SOURCE_BURST), now))
-        tokens = min(REPLIES_PER_SOURCE_BURST, tokens + (now - last) * REPLIES_PER_SOURCE)
+        """Take one for `host` at `now`; False when either bucket is empty."""
+        rate, burst = self._per_host, 2 * self._per_host
+        tokens, last = self._hosts.get(host, (burst, now))
+        tokens = min(burst, tokens + (now - last) * rate)
         all_tokens, all_last = self._all
-        all_tokens = min(REPLIES_ALL_BURST, all_tokens + (now - all_last) * REPLIES_ALL)
-        if tokens < 1 or all_tokens < 1:
-            self._hosts[host] = (tokens, now)
-            self._all = (all_tokens, now)
-            return False
-        self._hosts[host] = (tokens - 1, now)
-        self._all = (all_tokens - 1, now)
+        all_tokens = min(2 * self._overall, all_tokens + (now - all_last) * self._overall)
+        ok = tokens >= 1 and all_tokens >= 1
+        spent = 1.0 if ok else 0.0
+        self._hosts[host] = (tokens - spent, now)
+        self._all = (all_tokens - spent, now)
         if len(self._hosts) > 4096:  # forget hosts whose bucket has refilled
-            full = REPLIES_PER_SOURCE_BURST / REPLIES_PER_SOURCE
-            self._hosts = {h: v for h, v in self._hosts.items() if now - v[1] < full}
-        return True
+            self._hosts = {h: v for h, v in self._hosts.items() if now - v[1] < 2.0}
+        return ok
 
 
 class Gate:
@@ -137,6 +141,7 @@ class Gate:
 
     __slots__ = (
         "_budget",
+        "_initials",
         "_max_half_open",
         "_per_source",
         "_reset_token",
@@ -160,7 +165,8 @@ class Gate:
         self._max_half_open = max_half_open
         self._per_source = max_half_open_per_source
         self._reset_token = reset_token
-        self._budget = ReplyBudget()
+        self._budget = Budget(REPLIES_PER_SOURCE, REPLIES_ALL)
+        self._initials = Budget(INITIALS_PER_SOURCE, INITIALS_ALL)
 
     def decide(
         self,
@@ -203,6 +209,8 @@ class Gate:
         pressure = half_open >= self._max_half_open // 2
         if not header.token:
             if not (self._retry_always or pressure):
+                if not self._initials.spend(str(addr[0]), now):
+                    return Drop.BUSY
                 return Accept(header.destination_cid, None)
             if not self._budget.spend(str(addr[0]), now):
                 return Drop.BUDGET
@@ -213,6 +221,8 @@ class Gate:
             )
         except ValueError:
             return Drop.BAD_TOKEN
+        if not self._initials.spend(str(addr[0]), now):
+            return Drop.BUSY
         return Accept(odcid, header.destination_cid)
 
     def reset(self, datagram: bytes, addr: NetworkAddress, now: float) -> bytes | Drop:

@@ -36,8 +36,8 @@ class EndpointStats:
     send_queued: int = 0
     """Datagrams queued because the socket buffer was full."""
     initials_dropped: int = 0
-    """Initials dropped because `max_half_open` handshakes were in progress (in all,
-    or from their source host)."""
+    """Initials dropped: `max_half_open` handshakes were in progress (in all, or from
+    their source host), or their host opened connections faster than allowed."""
     initials_undecryptable: int = 0
     """Initials that never decrypted: their connection was freed at once."""
     stateless_replies: int = 0
