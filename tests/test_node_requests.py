@@ -193,7 +193,10 @@ async def test_request_timeout_covers_the_wait_for_room_to_send(make_node: NodeF
     """request(timeout=1) must return within about a second even when the queue to the
     peer is full and no credit comes back."""
     limits = qrpc.Limits(
-        max_message_size=4096, inbound_window=16 * 1024, outbound_high_water=8 * 1024
+        max_message_size=4096,
+        inbound_window=16 * 1024,
+        outbound_high_water=8 * 1024,
+        shutdown_timeout=0.5,  # the queue never drains: do not wait for it at teardown
     )
     receiver = await make_node(limits=limits)
     sender = await make_node(limits=limits)

@@ -54,7 +54,10 @@ async def test_a_restarted_peer_is_noticed_within_3_s(
     peer_id = issued.node_id
     assert peer_id is not None
     async with _peer_process(qrpc_pki, cert, key, 0) as (first, port):
-        a = await make_node(peers=[qrpc.Peer("127.0.0.1", port, expected_id=peer_id)])
+        a = await make_node(
+            peers=[qrpc.Peer("127.0.0.1", port, expected_id=peer_id)],
+            limits=qrpc.Limits(shutdown_timeout=0.5),  # its peer is killed before teardown
+        )
         await a.wait_for_peer(peer_id, timeout=10)
         assert (await a.request(peer_id, Ping("before"), reply=Pong, timeout=5)).text == "before"
         events = a.events()
