@@ -88,11 +88,11 @@ async def report_events(name: str, node: qrpc.Node) -> None:
         elif isinstance(event, qrpc.Disconnected):
             say(name, f"lost {names.get(event.peer_id, '?')}: {event.reason}")
         elif isinstance(event, qrpc.ConnectFailed) and event.retry_in is not None:
-            say(
-                name,
-                f"dial {event.peer.port} failed ({type(event.error).__name__}), "
-                f"retry in {event.retry_in:.2f}s",
-            )
+            if isinstance(event.error, qrpc.PeerDisconnected):  # a link that did not last
+                why = "link did not last"
+            else:
+                why = f"dial failed: {type(event.error).__name__}"
+            say(name, f"redial {event.peer.port} in {event.retry_in:.2f}s ({why})")
 
 
 async def wait_mesh(*nodes: qrpc.Node) -> None:

@@ -45,6 +45,7 @@ async def test_restarted_peer_is_reconnected_within_backoff_plus_one_second(
     assert failed.kind is qrpc.FailureKind.TRANSIENT
     assert isinstance(failed.error, qrpc.PeerDisconnected)
     assert "ended after" in failed.detail
+    assert f"({gone.reason})" in failed.detail  # why the link closed
     assert failed.retry_in is not None
 
     loop = asyncio.get_running_loop()

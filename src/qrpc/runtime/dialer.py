@@ -129,7 +129,8 @@ class DialLoop:
     Args:
         peer: the address to keep connected.
         dial: one attempt (`Dialer.dial`).
-        wait_gone: waits until a peer ID has no link (`PeerTable.wait_gone`).
+        wait_gone: waits until a peer ID has no link; returns the close reason
+            (`PeerTable.wait_gone`).
         is_connected: whether a peer ID has a link.
         next_delay: the reconnect policy (`Plugins.next_reconnect_delay`).
         emit: publishes a node event.
@@ -155,7 +156,7 @@ class DialLoop:
         peer: PeerAddress,
         *,
         dial: Callable[[PeerAddress], Awaitable[str]],
-        wait_gone: Callable[[str], Awaitable[None]],
+        wait_gone: Callable[[str], Awaitable[str]],
         is_connected: Callable[[str], bool],
         next_delay: Callable[[PeerAddress, int, BaseException, FailureKind], float | None],
         emit: Callable[[NodeEvent], None],
@@ -201,13 +202,15 @@ class DialLoop:
                 self.peer_id = peer_id
                 self._failures = 0
                 up = loop.time()
-                await self._wait_gone(peer_id)
+                reason = await self._wait_gone(peer_id)
                 lasted = loop.time() - up
                 if lasted >= self._stable_after:
                     attempt = 0
                     continue
                 # A link that did not hold counts as a failed attempt: back off.
-                error = PeerDisconnected(f"the link to {self.peer} ended after {lasted:.2f} s")
+                error = PeerDisconnected(
+                    f"the link to {self.peer} ended after {lasted:.2f} s ({reason})"
+                )
             delay = self._failed(attempt, error)
             if delay is None:
                 return

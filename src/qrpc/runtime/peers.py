@@ -89,7 +89,7 @@ class PeerTable:
         "The open links by peer ID (read-only view, for lookups on the hot path)."
         self._inboxes: dict[str, Inbox] = {}
         self._arrivals: dict[str | None, list[asyncio.Future[str]]] = {}
-        self._departures: dict[str, list[asyncio.Future[None]]] = {}
+        self._departures: dict[str, list[asyncio.Future[str]]] = {}
         self._flaps = FlapDetector()
         self.dialing: dict[str, PeerLink] = {}
         "Dials in flight past TLS, by the certified peer ID (for the tie-break)."
@@ -182,7 +182,7 @@ class PeerTable:
         self._requests.fail_peer(peer_id, PeerDisconnected(f"link to {peer_id} closed: {reason}"))
         for waiter in self._departures.pop(peer_id, []):
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(reason)
         log.info("peer %s disconnected (code %#x: %s)", peer_id, code, reason)
         self._emit(Disconnected(peer_id, code, reason))
         self._plugins.peer_disconnected(peer_id, code, reason)
@@ -225,13 +225,15 @@ class PeerTable:
             if waiters is not None and waiter in waiters:
                 waiters.remove(waiter)
 
-    async def wait_gone(self, peer_id: str) -> None:
-        """Wait until `peer_id` has no registered link."""
+    async def wait_gone(self, peer_id: str) -> str:
+        """Wait until `peer_id` has no registered link; return why the last one closed."""
         loop = asyncio.get_running_loop()
+        reason = "not connected"
         while peer_id in self._links:
-            waiter: asyncio.Future[None] = loop.create_future()
+            waiter: asyncio.Future[str] = loop.create_future()
             self._departures.setdefault(peer_id, []).append(waiter)
-            await waiter
+            reason = await waiter
+        return reason
 
     def fail_waiters(self, error: QrpcError) -> None:
         """Fail every `wait_for` caller with `error` (the node is closing)."""
