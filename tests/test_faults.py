@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 import qrpc
-from qrpc.testing.proxy import Impairment, UdpProxy
+from qrpc.testing import Impairment, UdpProxy
 from tests.conftest import Count, NodeFactory, Ping, Pong, eventually
 
 SEEDS = [1, 2]
@@ -28,7 +28,7 @@ async def _through_proxy(
 async def test_lossy_link_delivers_everything_once_in_order(
     make_node: NodeFactory, seed: int
 ) -> None:
-    impairment = Impairment(loss=0.05, reorder=0.10, dup=0.02, delay=0.005, jitter=0.002)
+    impairment = Impairment(loss=0.05, reorder=0.10, duplicate=0.02, delay=0.005, jitter=0.002)
     target, dialer, proxy = await _through_proxy(make_node, impairment, seed)
     got: list[int] = []
 

@@ -56,6 +56,7 @@ from qrpc.policy import Backoff as Backoff, FailureKind as FailureKind
 from qrpc.registry import Registry as Registry
 from qrpc.runtime.context import Context as Context
 from qrpc.runtime.dialer import DialState as DialState
+from qrpc.runtime.dispatch import HandlerSpec as HandlerSpec
 from qrpc.runtime.events import (
     Connected as Connected,
     ConnectFailed as ConnectFailed,
@@ -93,6 +94,7 @@ __all__ = [
     "EventStream",
     "EventsDropped",
     "FailureKind",
+    "HandlerSpec",
     "HandshakeError",
     "Limits",
     "LinkStats",

@@ -1,17 +1,14 @@
-"""`Node`: a qrpc peer -- listens, dials, routes typed messages to handlers.
-
-The public face of the runtime: configuration checks, handler registration,
-lifecycle, and `send` / `request` / `broadcast`.  The running parts are a
-`qrpc.runtime.core.Runtime` (``docs/architecture.md``); none of them
-imports this module.
-"""
+"""`Node`: a qrpc peer -- configuration checks, handlers, lifecycle, `send` / `request` /
+`broadcast`.  The running parts are a `qrpc.runtime.core.Runtime`
+(``docs/architecture.md``); none of them imports this module."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
 import msgspec
@@ -137,6 +134,11 @@ class Node:
             return fn
 
         return decorate
+
+    @property
+    def handlers(self) -> Mapping[int, HandlerSpec]:
+        """The handlers by cmd_id (read-only): each `HandlerSpec` has ``fn`` and ``concurrency``."""
+        return MappingProxyType(self._handlers)
 
     # -- lifecycle ---------------------------------------------------------------
 

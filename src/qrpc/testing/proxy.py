@@ -1,16 +1,21 @@
 """`UdpProxy`: a seeded user-space UDP impairment proxy for fault-injection tests.
 
-There is no netem on every machine (and none here): the proxy sits between a
-dialer and a node on loopback and, per direction, drops, duplicates,
-reorders, delays, corrupts or blackholes datagrams, with a seeded RNG so a
-failing run can be replayed::
+Not every machine has netem, and loopback has no loss: the proxy sits between
+a dialer and a node and, per direction, drops, duplicates, reorders, delays,
+corrupts or blackholes datagrams::
 
     proxy = UdpProxy(node.address, seed=7, both=Impairment(loss=0.05, delay=0.01))
     host, port = await proxy.start()
-    dialer.add_peer(qrpc.Peer(host, port))
+    dialer.add_peer(qrpc.PeerAddress(host, port, expected_id=node.id))
     ...
     assert proxy.upstream_stats.dropped > 0   # prove the impairment happened
     proxy.close()
+
+Each direction draws from its own RNG seeded from `seed`, so for a given seed
+the n-th datagram of a direction always meets the same fate.  (Which bytes
+are the n-th datagram depends on QUIC's timers: a replay repeats the faults,
+not necessarily the exact packet trace.)  `qrpc.testing.Network` puts one
+proxy on every link it makes.
 
 Each client address gets its own connected socket towards the target, so
 replies map back to the right client.  "upstream" is client -> target,
@@ -34,7 +39,8 @@ class Impairment:
     """What happens to datagrams in one direction (probabilities in 0..1, times in seconds)."""
 
     loss: float = 0.0
-    dup: float = 0.0
+    duplicate: float = 0.0
+    """Share of datagrams sent twice."""
     reorder: float = 0.0
     """Share of datagrams held back by `reorder_delay` so later ones overtake them."""
     reorder_delay: float = 0.02
@@ -44,6 +50,15 @@ class Impairment:
     """Share of datagrams with one bit flipped."""
     blackhole: bool = False
     """Drop everything (toggle at run time)."""
+
+    def __post_init__(self) -> None:
+        for name in ("loss", "duplicate", "reorder", "corrupt"):
+            share = getattr(self, name)
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"Impairment.{name} must be in 0..1, got {share!r}")
+        for name in ("reorder_delay", "delay", "jitter"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"Impairment.{name} must be >= 0 seconds")
 
 
 @dataclass
@@ -62,6 +77,7 @@ class DirectionStats:
 @dataclass
 class _Pipe:
     impairment: Impairment
+    rng: random.Random
     stats: DirectionStats = field(default_factory=DirectionStats)
 
 
@@ -83,6 +99,9 @@ class _Upstream(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = datagrams = cast("asyncio.DatagramTransport", transport)
+        if self.proxy._upstreams.get(self.client) is not self:  # rebound or closed meanwhile
+            datagrams.close()
+            return
         waiting, self.waiting = self.waiting, []
         for data in waiting:
             datagrams.sendto(data)
@@ -113,9 +132,10 @@ class UdpProxy:
     ) -> None:
         self.target = target
         self.seed = seed
-        self._rng = random.Random(seed)
-        self.up = _Pipe(upstream or both or Impairment())
-        self.down = _Pipe(downstream or (replace(both) if both else Impairment()))
+        self.up = _Pipe(upstream or both or Impairment(), random.Random(f"{seed}:up"))
+        self.down = _Pipe(
+            downstream or (replace(both) if both else Impairment()), random.Random(f"{seed}:down")
+        )
         self._listener: asyncio.DatagramTransport | None = None
         self._upstreams: dict[Address, _Upstream] = {}
         self._pending: set[asyncio.TimerHandle] = set()
@@ -131,6 +151,14 @@ class UdpProxy:
     def downstream_stats(self) -> DirectionStats:
         """Counters for target -> client."""
         return self.down.stats
+
+    def configure(self, impairment: Impairment, *, seed: int | None = None) -> None:
+        """Apply `impairment` to both directions from now on; with `seed`, restart
+        both RNGs from it (the counters keep counting)."""
+        self.up.impairment, self.down.impairment = impairment, replace(impairment)
+        if seed is not None:
+            self.seed = seed
+            self.up.rng, self.down.rng = random.Random(f"{seed}:up"), random.Random(f"{seed}:down")
 
     async def start(self, host: str = "127.0.0.1") -> tuple[str, int]:
         """Listen on `host` (a free port); return the address clients should use."""
@@ -155,10 +183,17 @@ class UdpProxy:
         for handle in self._pending:
             handle.cancel()
         self._pending.clear()
+        for task in self._opening:
+            task.cancel()
         self.rebind()
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` ran (or before `start()`)."""
+        return self._listener is None
 
     # -- forwarding ------------------------------------------------------------
 
@@ -189,13 +224,13 @@ class UdpProxy:
             self._listener.sendto(data, client)
 
     def _impair(self, pipe: _Pipe, data: bytes, send: Any) -> None:
-        rule, stats, rng = pipe.impairment, pipe.stats, self._rng
+        rule, stats, rng = pipe.impairment, pipe.stats, pipe.rng
         stats.seen += 1
         if rule.blackhole or rng.random() < rule.loss:
             stats.dropped += 1
             return
         copies = 1
-        if rule.dup and rng.random() < rule.dup:
+        if rule.duplicate and rng.random() < rule.duplicate:
             copies = 2
             stats.duplicated += 1
         for _ in range(copies):
