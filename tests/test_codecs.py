@@ -98,7 +98,17 @@ def _self_referential_list() -> list[Any]:
 
 @pytest.mark.parametrize("name", BUILTIN)
 def test_builtin_codec_passes_check_codec(name: str) -> None:
-    check_codec(get_codec(name), types=(Blob,) if name == "raw" else (Typical, Large))
+    samples = (
+        [Blob(b"\x00\xffraw")]
+        if name == "raw"
+        else [Typical(1, "a", 0.5, [1], True, b"x"), Large(b"\x01" * 300, [Small(1, "s")] * 3)]
+    )
+    check_codec(get_codec(name), samples=samples)
+
+
+def test_check_codec_requires_every_sample_to_be_supported() -> None:
+    with pytest.raises(AssertionError, match="raw cannot decode Typical"):
+        check_codec(get_codec("raw"), samples=[Typical(1, "a", 0.5, [1], True, b"x")])
 
 
 @pytest.mark.parametrize("name", BUILTIN)
@@ -142,6 +152,13 @@ class _PermissiveCodec:
         return get_codec("msgpack").decoder(type_)
 
 
+class _RawErrorCodec(_PermissiveCodec):
+    """Lets msgspec's TypeError escape `encode`."""
+
+    def encode(self, value: Any) -> bytes:
+        return msgspec.msgpack.encode(value)
+
+
 class _PickyCodec:
     """Supports no message type at all."""
 
@@ -159,6 +176,7 @@ class _PickyCodec:
     [
         pytest.param(_LeakyCodec(), "expected DecodeError", id="decoder-leaks-msgspec-errors"),
         pytest.param(_PermissiveCodec(), "accepted an arbitrary object", id="encodes-anything"),
+        pytest.param(_RawErrorCodec(), "expected EncodeError", id="encode-leaks-type-error"),
         pytest.param(_PickyCodec(), "supports none of the sample", id="supports-no-type"),
         pytest.param(object(), "does not implement Codec", id="not-a-codec"),
     ],

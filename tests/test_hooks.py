@@ -16,7 +16,7 @@ from cryptography import x509
 
 import qrpc
 from qrpc.hooks import manager, specs
-from qrpc.testing import TestPKI, refused_tls
+from qrpc.testing import RecordingTracer, TestPKI, refused_tls
 from qrpc.tls.identity import PeerIdentity
 from qrpc_codecs import Codec
 from qrpc_codecs.msgpack import codec as msgpack_codec
@@ -81,8 +81,8 @@ async def test_hook_qrpc_peer_disconnected(make_node: NodeFactory) -> None:
 
 
 async def test_hook_qrpc_link_tracer(make_node: NodeFactory) -> None:
-    recorder = Recorder()
-    a = await make_node(plugins=[recorder])
+    tracer = RecordingTracer()
+    a = await make_node(plugins=[tracer])
     b = await make_node()
 
     @a.handler(1)
@@ -94,7 +94,7 @@ async def test_hook_qrpc_link_tracer(make_node: NodeFactory) -> None:
     assert await b.request(a.id, Ping("rpc"), reply=Pong, timeout=5) == Pong("rpc")
     await a.send(b.id, Ping("out"))
     await a.broadcast(Ping("all"))
-    assert recorder.trace == [
+    assert [(r.kind, r.peer_id, r.cmd_id, r.message) for r in tracer.records] == [
         ("receive", b.id, 1, Ping("one-way")),
         ("handler-enter", b.id, 1, Ping("one-way")),
         ("handler-exit", b.id, 1, Ping("one-way")),

@@ -85,7 +85,7 @@ READING = Reading(
 
 
 def test_check_codec_passes() -> None:
-    check_codec(codec, types=(Reading, Answer, Point))
+    check_codec(codec, samples=[READING, Answer("yes", READING), Point(1, 2)])
 
 
 def test_found_through_its_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
