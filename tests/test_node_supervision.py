@@ -12,7 +12,7 @@ import pytest
 
 import qrpc
 import qrpc_codecs
-from qrpc.testing import TestPKI
+from qrpc.testing import RecordingTracer, TestPKI
 from qrpc_codecs.msgpack import codec as msgpack_codec
 from tests.conftest import Count, NodeFactory, Ping, Pong, connect, eventually
 
@@ -182,6 +182,54 @@ async def test_a_raising_disconnected_hook_does_not_stop_redialing(
     await eventually(lambda: not a.is_connected(b.id))
     b_again = await make_node(tls=tls_b, listen=("127.0.0.1", port))
     assert await a.wait_for_peer(b_again.id, timeout=10) == b.id
+
+
+class _Watcher:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    @qrpc.hookimpl
+    def qrpc_peer_connected(self, peer_id: str) -> None:
+        self.seen.append(("connected", peer_id))
+
+    @qrpc.hookimpl
+    def qrpc_peer_disconnected(self, peer_id: str) -> None:
+        self.seen.append(("disconnected", peer_id))
+
+
+@pytest.mark.parametrize("broken_first", [True, False], ids=["broken-first", "broken-last"])
+async def test_a_raising_observer_does_not_silence_other_plugins(
+    make_node: NodeFactory, broken_first: bool
+) -> None:
+    watcher = _Watcher()
+    broken = [_RaisingObserver("connected"), _RaisingObserver("disconnected")]
+    # pluggy calls the plugin registered last first: try the broken ones on both sides.
+    plugins = [watcher, *broken] if broken_first else [*broken, watcher]
+    server = await make_node(plugins=plugins)
+    client = await make_node()
+    await connect(client, server)
+    await client.close()
+    await eventually(lambda: len(watcher.seen) == 2)
+    assert watcher.seen == [("connected", client.id), ("disconnected", client.id)]
+
+
+@pytest.mark.parametrize("broken_first", [True, False], ids=["broken-first", "broken-last"])
+async def test_a_raising_tracer_factory_leaves_other_tracers_on(
+    make_node: NodeFactory, broken_first: bool
+) -> None:
+    class BrokenFactory:
+        @qrpc.hookimpl
+        def qrpc_link_tracer(self) -> None:
+            raise RuntimeError("tracer factory bug")
+
+    tracer = RecordingTracer()
+    plugins = [tracer, BrokenFactory()] if broken_first else [BrokenFactory(), tracer]
+    server = await make_node(plugins=plugins)
+    client = await make_node()
+    await connect(client, server)
+    await client.send(server.id, Ping("traced"))
+    await eventually(lambda: bool(tracer.of("receive")))
+    assert [r.message for r in tracer.of("receive")] == [Ping("traced")]
 
 
 # -- one ordered backlog and one handler loop per peer, across link replacement --------
