@@ -5,15 +5,12 @@ messages."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
 import qrpc
-from qrpc.testing import Impairment, Network, UdpProxy
+from qrpc.testing import Impairment, NetworkFactory, UdpProxy
 from tests.conftest import Count, NodeFactory, Ping, Pong, eventually
-
-NetworkFactory = Callable[[qrpc.Registry], Network]
 
 SEEDS = [1, 2]
 

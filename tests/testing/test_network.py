@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
 
 import qrpc
-from qrpc.testing import Network
+from qrpc.testing import NetworkFactory
 from tests.conftest import Count, Ping, Pong, eventually
 
-NetworkFactory = Callable[[qrpc.Registry], Network]
 E = TypeVar("E")
 
 
@@ -156,6 +154,20 @@ async def test_misuse_names_the_mistake(
         await net.restart(b)
     with pytest.raises(TimeoutError, match="link between the nodes"):
         await net.wait_linked(b2, c, timeout=0.2)
+    await c.close()
+    with pytest.raises(ValueError, match="is closed; restart"):
+        await net.link(a, c)
+
+
+async def test_a_node_the_test_closed_can_be_restarted(
+    qrpc_network: NetworkFactory, registry: qrpc.Registry
+) -> None:
+    net = qrpc_network(registry)
+    a, b = await net.nodes(2)
+    await b.close()
+    await net.wait_unlinked(a, b, timeout=5)
+    b2 = await net.restart(b)
+    assert a.peers() == [b2.id]
 
 
 async def _next(events: qrpc.EventStream, kind: type[E], timeout: float = 10.0) -> E:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
 import qrpc
-from qrpc.testing import HookRecorder, Network, RecordingTracer, entry_point_plugin
+from qrpc.testing import HookRecorder, NetworkFactory, RecordingTracer, entry_point_plugin
 from tests.conftest import Ping, Pong
-
-NetworkFactory = Callable[[qrpc.Registry], Network]
 
 
 async def test_recording_tracer_sees_each_message_in_order(
@@ -44,17 +40,30 @@ async def test_recording_tracer_sees_each_message_in_order(
     assert tracer.of("receive", peer_id=a.id) == []
 
 
+class _Observer:
+    @qrpc.hookimpl
+    def qrpc_peer_connected(self) -> None:
+        pass
+
+    @qrpc.hookimpl
+    def qrpc_peer_disconnected(self) -> None:
+        pass
+
+
 async def test_hook_recorder_records_calls_with_their_arguments(
     qrpc_network: NetworkFactory, registry: qrpc.Registry
 ) -> None:
     net = qrpc_network(registry)
-    a = await net.node()
+    first, second = _Observer(), _Observer()
+    a = await net.node(plugins=[first, second])
     b = await net.node()
     with HookRecorder(a) as hooks:
         await net.link(a, b)
-        connected = hooks.assert_called("qrpc_peer_connected", peer_id=b.id)
-        assert connected.kwargs["identity"].node_id == b.id
-        assert connected.error is None
+        connected = hooks.of("qrpc_peer_connected", peer_id=b.id)
+        assert [c.plugins for c in connected] == [(second,), (first,)]  # one plugin a call
+        assert connected[0].kwargs["identity"].node_id == b.id
+        assert connected[0].result == []
+        assert connected[0].error is None
         authorized = hooks.assert_called("qrpc_authorize_peer", dialed=True)
         assert authorized.kwargs["hello"].node_id == b.id
         hooks.assert_not_called("qrpc_peer_disconnected")
@@ -66,6 +75,18 @@ async def test_hook_recorder_records_calls_with_their_arguments(
     net.heal(a, b)
     await net.wait_linked(a, b)
     assert len(hooks.calls) == count  # closed: recording stopped
+
+
+async def test_a_hook_no_plugin_implements_is_not_called(
+    qrpc_network: NetworkFactory, registry: qrpc.Registry
+) -> None:
+    net = qrpc_network(registry)
+    a = await net.node()
+    b = await net.node()
+    with HookRecorder(a) as hooks:
+        await net.link(a, b)
+    hooks.assert_not_called("qrpc_peer_connected")
+    hooks.assert_called("qrpc_certified_node_id")  # the built-in plugin implements it
 
 
 async def test_hook_recorder_failures_list_what_was_seen(
@@ -98,6 +119,7 @@ async def test_a_raising_hook_is_recorded_with_its_error(
         await net.link(a, b)  # the node goes on: observer hooks are guarded
     call = hooks.assert_called("qrpc_peer_connected", peer_id=b.id)
     assert isinstance(call.error, RuntimeError)
+    assert call.result is None
 
 
 def test_entry_point_plugin_loads_what_a_package_declares() -> None:

@@ -17,9 +17,8 @@ import qrpc_plugin_template
 from qrpc_plugin_template import LOGGER_NAME, LinkAudit, code_name
 
 import qrpc
-from qrpc.testing import HookRecorder, Network, entry_point_plugin
+from qrpc.testing import HookRecorder, NetworkFactory, entry_point_plugin
 
-NetworkFactory = Callable[[qrpc.Registry], Network]
 TIMEOUT = 5.0  # seconds any single wait may take
 
 

@@ -3,10 +3,12 @@
 - Observer hooks (`node_started`, `peer_connected`, ...) are called after
   the state change they report is complete; an impl that raises is logged
   with its traceback and ignored, so a plugin bug cannot leave the node
-  half-updated.
+  half-updated.  They and tracer factories are called one impl at a time
+  (pluggy stops a call at the first impl that raises): one plugin's bug
+  never hides the event from the others.
 - Decision hooks fail safe: a raising auth or certified-ID hook refuses the
   peer; a raising reconnect policy falls back to the built-in one; a raising
-  tracer factory leaves the link untraced.
+  tracer factory leaves the link untraced by it.
 - Every hook is called with keyword arguments and ``node`` as a read-only
   `NodeView`.
 """
@@ -69,10 +71,25 @@ class Plugins:
         self._observe("qrpc_peer_disconnected", peer_id=peer_id, code=code, reason=reason)
 
     def _observe(self, name: str, **kwargs: Any) -> None:
-        try:
-            getattr(self.pm.hook, name)(node=self._node, **kwargs)
-        except Exception:
-            log.exception("a %s hook raised; ignored", name)
+        self._each(name, kwargs, "ignored")
+
+    def _each(self, name: str, kwargs: dict[str, Any], outcome: str) -> list[Any]:
+        """Call each impl of hook `name` on its own (wrappers around each), in
+        pluggy's order; return the non-None results of those that did not raise
+        (those are logged, followed by `outcome`)."""
+        plain = [i for i in getattr(self.pm.hook, name).get_hookimpls() if not _wraps(i)]
+        results = []
+        for impl in reversed(plain):  # pluggy calls the last-registered impl first
+            others = [other.plugin for other in plain if other is not impl]
+            try:
+                result = self.pm.subset_hook_caller(name, others)(node=self._node, **kwargs)
+            except Exception:
+                log.exception(
+                    "the %s hook of plugin %s raised; %s", name, impl.plugin_name, outcome
+                )
+                continue
+            results += result
+        return results
 
     # -- decisions: fail safe --------------------------------------------------
 
@@ -119,18 +136,16 @@ class Plugins:
         return max(0.0, float(decision))
 
     def link_tracers(self, peer_id: str, identity: PeerIdentity) -> list[Tracer]:
-        """The tracers plugins want for a new link (none if a factory raises)."""
-        try:
-            results = self.pm.hook.qrpc_link_tracer(
-                node=self._node, peer_id=peer_id, identity=identity
-            )
-        except Exception:
-            log.exception("a qrpc_link_tracer hook raised; link to %s is not traced", peer_id)
-            return []
-        return [tracer for tracer in results if tracer is not None]
+        """The tracers plugins want for a new link (a factory that raises adds none)."""
+        kwargs = {"peer_id": peer_id, "identity": identity}
+        return self._each("qrpc_link_tracer", kwargs, f"it does not trace the link to {peer_id}")
 
     def codecs(self) -> Iterable[Codec]:
         """Codecs that plugins bundle (``qrpc_register_codecs``); errors propagate
         to the node's constructor, which reports them as `ConfigError`."""
         for result in self.pm.hook.qrpc_register_codecs(node=self._node):
             yield from result or ()
+
+
+def _wraps(impl: pluggy.HookImpl) -> bool:
+    return bool(impl.wrapper or impl.hookwrapper)

@@ -11,7 +11,7 @@ The pytest fixtures ``qrpc_pki`` and ``qrpc_network`` are installed with qrpc
 as a pytest plugin (`qrpc.testing.pytest_plugin`).
 """
 
-from qrpc.testing.network import TEST_DEFAULTS, Network
+from qrpc.testing.network import TEST_DEFAULTS, Network, NetworkFactory
 from qrpc.testing.pki import TestPKI, refused_tls
 from qrpc.testing.proxy import DirectionStats, Impairment, UdpProxy
 from qrpc.testing.recording import (
@@ -29,6 +29,7 @@ __all__ = [
     "HookRecorder",
     "Impairment",
     "Network",
+    "NetworkFactory",
     "RecordingTracer",
     "TestPKI",
     "TraceRecord",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -23,7 +23,7 @@ from qrpc.registry import Registry
 from qrpc.testing.pki import TestPKI
 from qrpc.testing.proxy import Impairment, UdpProxy
 
-__all__ = ["TEST_DEFAULTS", "Network"]
+__all__ = ["TEST_DEFAULTS", "Network", "NetworkFactory"]
 
 TEST_DEFAULTS: Final[Mapping[str, Any]] = {
     "autoload_plugins": False,  # only the plugins a test names
@@ -106,6 +106,7 @@ class Network:
             ValueError: a node is not in this network, or the pair is already linked.
             TimeoutError: the link was not up within `timeout` seconds.
         """
+        self._check_open()
         self._member(a), self._member(b)
         key = frozenset((a.id, b.id))
         if len(key) == 1:
@@ -208,7 +209,7 @@ class Network:
         every node it was linked to.  Use the returned node from then on.
 
         Args:
-            node: a running node of this network.
+            node: a node of this network (running, or closed by the test).
             crash: drop the socket first without telling anyone (no GOODBYE),
                 as a killed process would.
             timeout: seconds to wait for every link to come back.
@@ -216,8 +217,8 @@ class Network:
         Raises:
             TimeoutError: some link was not back within `timeout` seconds.
         """
-        member = self._member(node)
-        if crash:
+        member = self._member(node, closed_ok=True)
+        if crash and not node.closed:
             node.endpoint.abort()
         await node.close()
         self._retired.append(node)
@@ -269,13 +270,15 @@ class Network:
 
     # -- helpers -------------------------------------------------------------------
 
-    def _member(self, node: Node) -> _Member:
+    def _member(self, node: Node, *, closed_ok: bool = False) -> _Member:
         member = self._members.get(node.id)
         if member is None or member.node is not node:
             raise ValueError(
-                f"{node!r} is not a running node of this network"
+                f"{node!r} is not a node of this network"
                 " (after restart(), use the node it returned)"
             )
+        if node.closed and not closed_ok:
+            raise ValueError(f"node {node.id} is closed; restart(node) brings it back")
         return member
 
     def _proxies(self) -> list[UdpProxy]:
@@ -288,3 +291,7 @@ class Network:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("the network is closed")
+
+
+NetworkFactory = Callable[[Registry], Network]
+"""The type of the ``qrpc_network`` fixture: ``def test_x(qrpc_network: NetworkFactory)``."""

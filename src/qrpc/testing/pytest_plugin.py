@@ -10,20 +10,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
 
 import pytest
 
 from qrpc.registry import Registry
-from qrpc.testing.network import Network
+from qrpc.testing.network import Network, NetworkFactory
 from qrpc.testing.pki import TestPKI
 
 TEARDOWN_TIMEOUT: Final = 30.0
 "Seconds teardown gives the networks to close (each node bounds its own shutdown)."
-
-NetworkFactory = Callable[[Registry], Network]
 
 
 @pytest.fixture(scope="session")

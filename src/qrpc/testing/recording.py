@@ -94,6 +94,8 @@ class HookCall:
     """One call of a hook, as the node made it."""
 
     name: str
+    plugins: tuple[object, ...]
+    "The plugins whose impls ran in this call (modules or instances)."
     kwargs: Mapping[str, Any]
     "The arguments (hooks are called with keywords only)."
     result: Any
@@ -108,8 +110,12 @@ class HookCall:
 
 class HookRecorder:
     """Records every hook call a node makes from now on (use as a context manager,
-    or call `close`).  ``qrpc_register_codecs`` runs inside ``Node(...)``,
-    before a recorder can attach::
+    or call `close`).
+
+    Observer hooks and ``qrpc_link_tracer`` are called one plugin at a time,
+    so they are recorded once per implementing plugin (see `HookCall.plugins`),
+    and not at all when no plugin implements them.  ``qrpc_register_codecs``
+    runs inside ``Node(...)``, before a recorder can attach::
 
         with HookRecorder(node) as hooks:
             await net.link(node, other)
@@ -192,7 +198,8 @@ class HookRecorder:
     ) -> None:
         error = outcome.exception
         result = None if error is not None else outcome.get_result()
-        call = HookCall(hook_name, dict(kwargs), result, error)
+        plugins = tuple(i.plugin for i in hook_impls if not (i.wrapper or i.hookwrapper))
+        call = HookCall(hook_name, plugins, dict(kwargs), result, error)
         self.calls.append(call)
         for name, expected, waiter in list(self._waiters):
             if name == hook_name and call.matches(expected) and not waiter.done():

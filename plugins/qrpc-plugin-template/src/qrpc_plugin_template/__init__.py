@@ -52,9 +52,9 @@ class LinkAudit:
     Args:
         logger: where the lines go; default: the ``qrpc.audit`` logger.
 
-    Observer hooks must not raise (qrpc logs and ignores an exception, but
-    pluggy then skips the impls of other plugins for that call), so every
-    hook below only does dictionary updates and logging.
+    Observer hooks should not raise (qrpc logs and ignores the exception;
+    other plugins still get the event), so every hook below only does
+    dictionary updates and logging.
     """
 
     def __init__(self, logger: logging.Logger = log) -> None:
