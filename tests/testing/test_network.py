@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import TypeVar
-
 import pytest
 
 import qrpc
 from qrpc.testing import NetworkFactory
-from tests.conftest import Count, Ping, Pong, eventually
-
-E = TypeVar("E")
+from tests.conftest import Count, Ping, Pong, eventually, next_event
 
 
 async def test_pair_answers(qrpc_network: NetworkFactory, registry: qrpc.Registry) -> None:
@@ -105,7 +100,7 @@ async def test_crash_restart_is_noticed_and_relinked(
     victim, witness = (dialer, target) if crashing == "dialer" else (target, dialer)
     events = witness.events()
     reborn = await net.restart(victim, crash=True)  # no GOODBYE: the witness is not told
-    gone = await _next(events, qrpc.Disconnected)
+    gone = await next_event(events, qrpc.Disconnected, timeout=10)
     assert gone.peer_id == victim.id
     assert gone.code != qrpc.ErrorCode.NO_ERROR
     assert witness.peers() == [reborn.id]
@@ -168,11 +163,3 @@ async def test_a_node_the_test_closed_can_be_restarted(
     await net.wait_unlinked(a, b, timeout=5)
     b2 = await net.restart(b)
     assert a.peers() == [b2.id]
-
-
-async def _next(events: qrpc.EventStream, kind: type[E], timeout: float = 10.0) -> E:
-    async with asyncio.timeout(timeout):
-        async for event in events:
-            if isinstance(event, kind):
-                return event
-    raise AssertionError(f"the event stream ended without a {kind.__name__}")
