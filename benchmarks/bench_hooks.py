@@ -52,10 +52,10 @@ class _CountingTracer(qrpc.BaseTracer):
         self.sent = 0
         self.received = 0
 
-    def on_send(self, peer_id: str, cmd_id: int, message: Any, size: int) -> None:
+    def on_sent(self, event: qrpc.TraceEvent) -> None:
         self.sent += 1
 
-    def on_receive(self, peer_id: str, cmd_id: int, message: Any, size: int) -> None:
+    def on_received(self, event: qrpc.TraceEvent) -> None:
         self.received += 1
 
 

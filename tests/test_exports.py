@@ -25,6 +25,7 @@ def test_every_error_is_exported() -> None:
         if name in {
             "BadHello",
             "EarlyDataLimit",
+            "HeadersTooLarge",
             "FlowControlViolation",
             "FrameTooLarge",
             "HelloRequired",

@@ -17,9 +17,9 @@ from qrpc.codes import ErrorCode
 from qrpc.testing import TestPKI
 from qrpc.transport.connection import Connection
 from qrpc.transport.endpoint import Endpoint
-from qrpc.transport.mtls import PeerPolicy
+from qrpc.transport.mtls import ALPN, PeerPolicy
 from qrpc.wire import FrameKind, encode_frame
-from qrpc.wire.frames import HEADER
+from qrpc.wire.frames import HEADER, PROTOCOL_VERSION
 from qrpc_codecs import get_codec
 from tests.conftest import Count, NodeFactory, Ping, Pong, connect, eventually, next_event
 from tests.hostile.rawpeer import RawClient
@@ -49,9 +49,7 @@ async def test_one_peer_too_many_is_refused_while_others_keep_talking(
 
 def _silent_initial(target: tuple[str, int]) -> list[bytes]:
     """The first flight of a QUIC client that will never answer."""
-    client = QuicConnection(
-        configuration=QuicConfiguration(is_client=True, alpn_protocols=["qrpc/1"])
-    )
+    client = QuicConnection(configuration=QuicConfiguration(is_client=True, alpn_protocols=[ALPN]))
     client.connect(target, now=0.0)
     return [data for data, _ in client.datagrams_to_send(now=0.0)]
 
@@ -134,7 +132,7 @@ async def test_declared_length_over_the_limit_closes_with_frame_too_large(
 ) -> None:
     limits = qrpc.Limits(max_message_size=64 * 1024, inbound_window=128 * 1024)
     receiver = await make_node(limits=limits)
-    header = HEADER.pack(1, FrameKind.MESSAGE, 0, 2**32 - 1, 3, 0)
+    header = HEADER.pack(PROTOCOL_VERSION, FrameKind.MESSAGE, 0, 2**32 - 1, 3, 0)
     gone = await _inject(qrpc_pki, receiver, header)
     assert gone.code == ErrorCode.FRAME_TOO_LARGE
     assert receiver.peers() == []
@@ -160,11 +158,11 @@ async def test_sending_beyond_credit_closes_with_flow_control(
     ("raw", "code"),
     [
         (HEADER.pack(9, FrameKind.MESSAGE, 0, 0, 1, 0), ErrorCode.UNSUPPORTED_VERSION),
-        (HEADER.pack(1, 200, 0, 0, 0, 0), ErrorCode.UNKNOWN_FRAME_KIND),
-        (HEADER.pack(1, FrameKind.MESSAGE, 1, 0, 1, 0), ErrorCode.MALFORMED_FRAME),
+        (HEADER.pack(PROTOCOL_VERSION, 200, 0, 0, 0, 0), ErrorCode.UNKNOWN_FRAME_KIND),
+        (HEADER.pack(PROTOCOL_VERSION, FrameKind.MESSAGE, 0x4, 0, 1, 0), ErrorCode.MALFORMED_FRAME),
         (encode_frame(FrameKind.HELLO, b"\x90"), ErrorCode.PROTOCOL_VIOLATION),
     ],
-    ids=["bad-version", "unknown-kind", "reserved-flags", "second-hello"],
+    ids=["bad-version", "unknown-kind", "unknown-flag", "second-hello"],
 )
 async def test_protocol_violations_close_with_their_code(
     make_node: NodeFactory, qrpc_pki: TestPKI, raw: bytes, code: ErrorCode

@@ -67,7 +67,7 @@ async def test_a_request_handler_that_raises_cancelled_error_gets_an_error_reply
 
 
 class _RaisingTracer(qrpc.BaseTracer):
-    def on_receive(self, peer_id: str, cmd_id: int, message: Any, size: int) -> None:
+    def on_received(self, event: qrpc.TraceEvent) -> None:
         raise RuntimeError("tracer bug")
 
 
@@ -306,3 +306,34 @@ async def test_reply_then_raise_sends_only_the_reply(
         reply = await client.request(server.id, Ping("x"), reply=Pong, timeout=5)
         assert reply.text == "answered"
         await eventually(lambda: "after the reply" in caplog.text)
+
+
+class _ScopeRaisingTracer(qrpc.BaseTracer):
+    def handling_scope(self, event: qrpc.TraceEvent) -> None:
+        raise RuntimeError("tracer scope bug")
+
+    def sending_scope(self, event: qrpc.TraceEvent) -> None:
+        raise RuntimeError("tracer scope bug")
+
+
+class _ScopeRaisingPlugin:
+    @qrpc.hookimpl
+    def qrpc_link_tracer(self) -> qrpc.Tracer:
+        return _ScopeRaisingTracer()
+
+
+async def test_a_tracer_whose_scopes_raise_does_not_stop_the_call(
+    make_node: NodeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await make_node(plugins=[_ScopeRaisingPlugin()])
+    client = await make_node(plugins=[_ScopeRaisingPlugin()])
+    await connect(client, server)
+
+    @server.handler(1)
+    async def echo(ctx: qrpc.Context, msg: Ping) -> Pong:
+        return Pong(msg.text)
+
+    with caplog.at_level(logging.ERROR, logger="qrpc"):
+        assert await client.request(server.id, Ping("x"), reply=Pong, timeout=5) == Pong("x")
+    assert "handling_scope raised" in caplog.text
+    assert "sending_scope raised" in caplog.text

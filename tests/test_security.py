@@ -667,8 +667,8 @@ def test_quic_configuration(pki: TestPKI, good: tuple[Issued, Path, Path], is_cl
 
     config = quic_configuration(tls, is_client=is_client, settings=settings)
 
-    assert ALPN == "qrpc/1"
-    assert config.alpn_protocols == ["qrpc/1"]
+    assert ALPN == "qrpc/2"
+    assert config.alpn_protocols == ["qrpc/2"]
     assert config.is_client is is_client
     assert config.certificate is tls.certificate
     assert config.certificate_chain == []

@@ -51,7 +51,7 @@ HEADER: Final = struct.Struct("!BBHIII")
 """qrpc's frame header (`qrpc.wire.frames.HEADER`): version, kind, flags, length,
 cmd_id, request_id.  Redefined here so the raw contender imports nothing from qrpc."""
 HEADER_SIZE: Final = HEADER.size
-VERSION: Final = 1
+VERSION: Final = 2
 KIND_MESSAGE: Final = 2
 KIND_REQUEST: Final = 3
 KIND_RESPONSE: Final = 4

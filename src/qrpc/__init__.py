@@ -31,12 +31,15 @@ from qrpc.errors import (
     ConnectTimeout as ConnectTimeout,
     DuplicateLink as DuplicateLink,
     HandshakeError as HandshakeError,
+    HeaderError as HeaderError,
+    IncompatiblePeer as IncompatiblePeer,
     MessageEncodeError as MessageEncodeError,
     MessageTooLarge as MessageTooLarge,
     NoCommonCodec as NoCommonCodec,
     NodeClosed as NodeClosed,
     PeerAuthError as PeerAuthError,
     PeerDisconnected as PeerDisconnected,
+    PeerDraining as PeerDraining,
     PeerIdMismatch as PeerIdMismatch,
     PeerNotFound as PeerNotFound,
     PeerWaitTimeout as PeerWaitTimeout,
@@ -46,17 +49,22 @@ from qrpc.errors import (
     RemoteError as RemoteError,
     RequestLimitReached as RequestLimitReached,
     RequestTimeout as RequestTimeout,
+    SchemaMismatch as SchemaMismatch,
     SelfConnection as SelfConnection,
 )
 from qrpc.hooks.specs import hookimpl as hookimpl, hookspec as hookspec
-from qrpc.hooks.tracer import BaseTracer as BaseTracer, Tracer as Tracer
+from qrpc.hooks.tracer import (
+    BaseTracer as BaseTracer,
+    TraceEvent as TraceEvent,
+    TraceKind as TraceKind,
+    Tracer as Tracer,
+)
 from qrpc.ids import new_node_id as new_node_id
 from qrpc.node import Node as Node
 from qrpc.policy import Backoff as Backoff, FailureKind as FailureKind
 from qrpc.registry import Registry as Registry
 from qrpc.runtime.context import Context as Context
 from qrpc.runtime.dialer import DialState as DialState
-from qrpc.runtime.dispatch import HandlerSpec as HandlerSpec
 from qrpc.runtime.events import (
     Connected as Connected,
     ConnectFailed as ConnectFailed,
@@ -67,6 +75,7 @@ from qrpc.runtime.events import (
     NodeEvent as NodeEvent,
     PeerFlapping as PeerFlapping,
 )
+from qrpc.runtime.handlers import HandlerSpec as HandlerSpec
 from qrpc.runtime.link import LinkStats as LinkStats
 from qrpc.tls.credentials import TLS as TLS
 from qrpc.tls.identity import PeerIdentity as PeerIdentity
@@ -96,6 +105,8 @@ __all__ = [
     "FailureKind",
     "HandlerSpec",
     "HandshakeError",
+    "HeaderError",
+    "IncompatiblePeer",
     "Limits",
     "LinkStats",
     "MessageEncodeError",
@@ -108,6 +119,7 @@ __all__ = [
     "PeerAddress",
     "PeerAuthError",
     "PeerDisconnected",
+    "PeerDraining",
     "PeerFlapping",
     "PeerIdMismatch",
     "PeerIdentity",
@@ -122,7 +134,10 @@ __all__ = [
     "RemoteErrorCode",
     "RequestLimitReached",
     "RequestTimeout",
+    "SchemaMismatch",
     "SelfConnection",
+    "TraceEvent",
+    "TraceKind",
     "Tracer",
     "__version__",
     "hookimpl",

@@ -68,6 +68,10 @@ class ErrorCode(IntEnum):
     PEER_RESTARTED = 0x1E
     """The peer answered with a stateless reset: it restarted and lost the link
     (local only: the peer, being gone, is never sent this code)."""
+    HEADERS_TOO_LARGE = 0x1F
+    """A frame's headers exceed the size the receiver announced in its HELLO."""
+    SCHEMA_MISMATCH = 0x20
+    """The registries disagree on a message type both use (``Node(schema=...)``)."""
 
 
 class RemoteErrorCode(IntEnum):
@@ -85,3 +89,8 @@ class RemoteErrorCode(IntEnum):
     """The handler's reply exceeded the requester's maximum message size."""
     BAD_REPLY = 6
     """The handler returned something that is not a registered message."""
+    CANCELLED = 7
+    """The requester cancelled the request (it timed out or was cancelled); the
+    handler was cancelled, or never started."""
+    DEADLINE_EXCEEDED = 8
+    """The request's deadline passed before the handler finished; it was cancelled."""

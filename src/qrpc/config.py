@@ -18,6 +18,7 @@ from cryptography import x509
 from qrpc.errors import ConfigError, RegistryError
 from qrpc.ids import normalize_node_id
 from qrpc.registry import Registry
+from qrpc.schema import SchemaMode
 from qrpc.tls.credentials import TLS
 from qrpc.tls.pem import load_ca_file
 from qrpc.wire.frames import HEADER_SIZE
@@ -32,6 +33,7 @@ __all__ = [
     "check_listen",
     "check_node_id",
     "check_registry",
+    "check_schema_mode",
     "check_peer",
     "resolve_codecs",
 ]
@@ -126,7 +128,11 @@ class Limits:
             `handshake_timeout`, so a restarted peer is redialed promptly.
         request_timeout: default seconds `request` waits for a reply.
         shutdown_timeout: seconds shutdown waits for queued messages to leave.
+        drain_timeout: seconds `Node.drain` (and `serve()` on a signal) waits
+            for requests in flight to finish before closing.
         max_concurrent_requests: requests this node may have outstanding in all.
+        max_header_bytes: largest headers section of a received frame, in
+            bytes (at most 65535); announced in HELLO, so senders check it.
     """
 
     max_message_size: int = 4 * MiB
@@ -139,7 +145,9 @@ class Limits:
     connect_timeout: float = 2.0
     request_timeout: float = 30.0
     shutdown_timeout: float = 5.0
+    drain_timeout: float = 10.0
     max_concurrent_requests: int = 65536
+    max_header_bytes: int = 4096
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -148,6 +156,8 @@ class Limits:
                 _check_int(f"Limits.{f.name}", value, 1, _MAX_U32)
             else:
                 _check_seconds(f"Limits.{f.name}", value)
+        if self.max_header_bytes > 0xFFFF:
+            raise ConfigError("Limits.max_header_bytes", "must be at most 65535 bytes")
         if self.max_message_size < MIN_WINDOW:
             raise ConfigError("Limits.max_message_size", f"must be at least {MIN_WINDOW} bytes")
         if self.inbound_window < self.max_message_size + HEADER_SIZE:
@@ -319,3 +329,10 @@ def resolve_codecs(
             raise ConfigError(f"Node.codecs[{name!r}]", str(exc)) from None
         codecs.append(codec)
     return codecs
+
+
+def check_schema_mode(mode: object) -> SchemaMode:
+    """Return `mode` or raise `ConfigError` naming ``Node.schema``."""
+    if mode not in ("strict", "compatible", "off"):
+        raise ConfigError("Node.schema", f'must be "strict", "compatible" or "off", got {mode!r}')
+    return mode

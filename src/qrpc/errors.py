@@ -13,7 +13,8 @@ The tree::
     │   ├── HelloRequired
     │   ├── BadHello
     │   ├── FlowControlViolation
-    │   └── EarlyDataLimit
+    │   ├── EarlyDataLimit
+    │   └── HeadersTooLarge
     ├── ConnectError                         dialing a peer failed
     │   ├── AddressError                     the address cannot be resolved or used
     │   ├── ConnectTimeout (also TimeoutError)  no handshake within the deadline
@@ -24,12 +25,16 @@ The tree::
     │   └── HandshakeError                   the peer or we refused the other's identity
     │       ├── PeerAuthError                certificate or auth hook refused
     │       ├── PeerIdMismatch               node ID is not the expected / certified one
-    │       └── SelfConnection               the peer is this node
+    │       ├── SelfConnection               the peer is this node
+    │       ├── IncompatiblePeer             the peer speaks another qrpc protocol version
+    │       └── SchemaMismatch               the registries disagree on a shared cmd_id
     ├── PeerNotFound (also KeyError)         no link to that peer ID
     ├── PeerDisconnected                     the link broke (remote or network)
     ├── NodeClosed                           you closed the node
     ├── MessageTooLarge (also ValueError)    refused at the sender, nothing sent
     ├── MessageEncodeError (also TypeError)  the codec cannot encode it, nothing sent
+    ├── HeaderError (also ValueError)        headers break a rule or a limit, nothing sent
+    ├── PeerDraining                         the peer is shutting down: ask another
     ├── RequestLimitReached                  too many requests outstanding
     ├── RemoteError                          the peer's handler failed; .code, .text
     ├── RequestTimeout (also TimeoutError)   no reply in time
@@ -62,6 +67,9 @@ __all__ = [
     "FlowControlViolation",
     "FrameTooLarge",
     "HandshakeError",
+    "HeaderError",
+    "HeadersTooLarge",
+    "IncompatiblePeer",
     "HelloRequired",
     "MalformedFrame",
     "MessageEncodeError",
@@ -70,6 +78,7 @@ __all__ = [
     "NodeClosed",
     "PeerAuthError",
     "PeerDisconnected",
+    "PeerDraining",
     "PeerIdMismatch",
     "PeerNotFound",
     "PeerWaitTimeout",
@@ -79,6 +88,7 @@ __all__ = [
     "RemoteError",
     "RequestLimitReached",
     "RequestTimeout",
+    "SchemaMismatch",
     "SelfConnection",
     "UnknownFrameKind",
     "UnsupportedVersion",
@@ -175,6 +185,12 @@ class EarlyDataLimit(ProtocolError):
     code = ErrorCode.EARLY_DATA_LIMIT
 
 
+class HeadersTooLarge(ProtocolError):
+    """A frame's headers exceed the size this node announced (`Limits.max_header_bytes`)."""
+
+    code = ErrorCode.HEADERS_TOO_LARGE
+
+
 class ConnectError(QrpcError):
     """Dialing a peer failed.
 
@@ -256,6 +272,20 @@ class PeerAuthError(HandshakeError):
         super().__init__(reason)
 
 
+class IncompatiblePeer(HandshakeError):
+    """The peer speaks another version of the qrpc protocol (TLS ALPN found no
+    common ``qrpc/<version>``): upgrade both sides to the same qrpc release."""
+
+
+class SchemaMismatch(HandshakeError):
+    """The two registries disagree on a message type both use, and
+    ``Node(schema=...)`` refuses that (`cmd_ids` lists them)."""
+
+    def __init__(self, detail: str, cmd_ids: tuple[int, ...] = ()) -> None:
+        self.cmd_ids = cmd_ids
+        super().__init__(detail)
+
+
 class PeerIdMismatch(HandshakeError):
     """The peer's node ID is not the one expected or the one its certificate proves."""
 
@@ -305,6 +335,16 @@ class MessageTooLarge(QrpcError, ValueError):
 class MessageEncodeError(QrpcError, TypeError):
     """The link's codec cannot encode the message (say, an integer msgpack cannot
     carry); nothing was sent.  The codec's own error is the ``__cause__``."""
+
+
+class HeaderError(QrpcError, ValueError):
+    """The headers given to `send` or `request` break a rule (key syntax, value
+    type, a reserved key) or exceed the peer's limit; nothing was sent."""
+
+
+class PeerDraining(QrpcError):
+    """The peer announced it is shutting down (`Node.drain`): it takes no new
+    requests.  Ask another peer, or wait for it to come back."""
 
 
 class RequestLimitReached(QrpcError):

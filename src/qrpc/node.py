@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from types import MappingProxyType
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 import msgspec
@@ -21,29 +19,30 @@ from qrpc.config import (
     check_node_id,
     check_peer,
     check_registry,
+    check_schema_mode,
     resolve_codecs,
 )
-from qrpc.errors import NodeClosed, PeerDisconnected, PeerNotFound, RegistryError
+from qrpc.errors import NodeClosed, PeerDisconnected, PeerNotFound
 from qrpc.hooks.manager import get_plugin_manager
 from qrpc.hooks.plugins import Plugins
 from qrpc.ids import normalize_node_id
 from qrpc.policy import Backoff
 from qrpc.registry import Registry
-from qrpc.runtime.context import Context
 from qrpc.runtime.core import Runtime, until_signalled
 from qrpc.runtime.dialer import DialState
-from qrpc.runtime.dispatch import HandlerSpec
 from qrpc.runtime.events import EventHub, EventStream
+from qrpc.runtime.handlers import HandlerSpec, HandlerT, HandlerTable
 from qrpc.runtime.link import LinkStats, PeerLink
+from qrpc.schema import SchemaMode
 from qrpc.tls.credentials import TLS
 from qrpc.tls.identity import PeerIdentity
 from qrpc.transport.endpoint import Endpoint
+from qrpc.wire.sections import Headers
 
 __all__ = ["Node"]
 
 log = logging.getLogger("qrpc.node")
 R = TypeVar("R", bound=msgspec.Struct)
-HandlerT = TypeVar("HandlerT", bound=Callable[[Context, Any], Awaitable[Any]])
 
 
 class Node:
@@ -61,6 +60,8 @@ class Node:
         limits: per-node and per-peer limits.
         quic: QUIC settings.
         backoff: reconnect delays for the built-in reconnect policy.
+        schema: refuse a peer whose registry differs on a shared cmd_id unless it
+            decodes safely both ways (``"compatible"``), at all (``"strict"``), or never.
         plugins: plugin modules or instances to register.
         autoload_plugins: also load plugins from the ``qrpc`` entry-point group.
 
@@ -81,6 +82,7 @@ class Node:
         limits: Limits | None = None,
         quic: QuicSettings | None = None,
         backoff: Backoff | None = None,
+        schema: SchemaMode = "compatible",
         plugins: Iterable[object] = (),
         autoload_plugins: bool = True,
     ) -> None:
@@ -91,14 +93,13 @@ class Node:
         self.limits = limits if limits is not None else Limits()
         self.quic = quic if quic is not None else QuicSettings()
         self.backoff = backoff if backoff is not None else Backoff()
+        self.schema = check_schema_mode(schema)
         self._listen = check_listen(listen)
         self._bootstrap = [check_peer(p) for p in peers]
         self.plugin_manager = get_plugin_manager(plugins, autoload=autoload_plugins)
         self._plugins = Plugins(self.plugin_manager, self)
         self.codecs = resolve_codecs(codecs, registry, bundled=self._plugins.codecs())
-        self.incarnation = random.getrandbits(63)
-        "Random per node object: tells peers a restarted node from a second link."
-        self._handlers: dict[int, HandlerSpec] = {}
+        self._handlers = HandlerTable(self.registry)
         self._hub = EventHub()
         self._run: Runtime | None = None
         self._started = False
@@ -114,31 +115,21 @@ class Node:
     def handler(self, cmd_id: int, *, concurrency: int = 1) -> Callable[[HandlerT], HandlerT]:
         """Route messages of `cmd_id` to the decorated ``async def f(ctx, msg)``.
 
-        The function is returned unchanged.  Its return value answers a
-        request (None answers "no value").  By default a peer's messages are
-        handled one at a time in arrival order; `concurrency` > 1 lets up to
-        that many calls run at once per peer (order is then not kept).
+        The function is returned unchanged; its return value answers a request
+        (None: "no value").  A peer's messages are handled one at a time in arrival
+        order; `concurrency` > 1 lets that many run at once per peer (unordered).
         Handlers may be added while the node runs.
 
         Raises:
             RegistryError: `cmd_id` is unknown, already has a handler, or the
                 handler's message annotation names another type.
         """
-        HandlerSpec.check_concurrency(concurrency)
-
-        def decorate(fn: HandlerT) -> HandlerT:
-            self.registry.check_handler(cmd_id, fn)
-            if cmd_id in self._handlers:
-                raise RegistryError(f"cmd_id {cmd_id} already has a handler")
-            self._handlers[cmd_id] = HandlerSpec(fn, concurrency)
-            return fn
-
-        return decorate
+        return self._handlers.decorator(cmd_id, concurrency)
 
     @property
     def handlers(self) -> Mapping[int, HandlerSpec]:
         """The handlers by cmd_id (read-only): each `HandlerSpec` has ``fn`` and ``concurrency``."""
-        return MappingProxyType(self._handlers)
+        return self._handlers
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -170,10 +161,10 @@ class Node:
             node=self,
             listen=self._listen,
             tls=self.tls,
-            incarnation=self.incarnation,
+            schema=self.schema,
             registry=self.registry,
             codecs=self.codecs,
-            handlers=self._handlers,
+            handlers=self._handlers.view,
             limits=self.limits,
             settings=self.quic,
             plugins=self._plugins,
@@ -197,22 +188,37 @@ class Node:
         await self.close()
 
     async def serve(self) -> None:
-        """Start (if needed) and run until `close()` is called or SIGINT/SIGTERM arrives."""
+        """Start (if needed); run until `close()`, or SIGINT/SIGTERM (then `drain()`)."""
         await self.start()
         try:
             await until_signalled(self._stopping)
+            if not self._closed:
+                await self.drain()
         finally:
             await self.close()
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Take no new requests, let those in flight finish, then `close()`.
+
+        Every peer is told DRAINING at once (new ones on arrival): its `request`
+        here raises `PeerDraining`, so it can ask elsewhere; one-way messages
+        still flow.  Requests already sent are answered, for up to `timeout`
+        seconds (default `Limits.drain_timeout`); returns whether all were."""
+        self._closed_instead("the node is closed")
+        answered = True
+        if self._run is not None:
+            wait = self.limits.drain_timeout if timeout is None else timeout
+            answered = await self._run.drain(asyncio.get_running_loop().time() + wait)
+        await self.close()
+        return answered
 
     async def close(self) -> None:
         """Shut down gracefully; safe to call twice.
 
-        From the first call on, `send`, `request` and `broadcast` raise
-        `NodeClosed`, and pending requests fail with it.  Queued messages get
-        up to `Limits.shutdown_timeout` to leave, then every peer gets a
-        GOODBYE (answered within the same bound); tasks are cancelled (a
-        handler that ignores it is abandoned after a second) and the socket
-        closes."""
+        From the first call on, `send`, `request` and `broadcast` raise `NodeClosed`,
+        and pending requests fail with it.  Queued messages get `Limits.shutdown_timeout`
+        to leave, then every peer gets a GOODBYE (answered within the same bound);
+        tasks are cancelled (a handler ignoring it is abandoned after 1 s)."""
         if self._closed:
             return
         self._closed = True
@@ -247,29 +253,20 @@ class Node:
         return self._run is not None and self._run.table.find(peer_id) is not None
 
     def identity(self, peer_id: str) -> PeerIdentity:
-        """The verified certificate identity of a connected peer.
-
-        Raises:
-            PeerNotFound: no live link to `peer_id`.
-        """
+        """The verified certificate identity of a connected peer (else `PeerNotFound`)."""
         return self._running_link(peer_id)[1].identity
 
     async def reauthorize(self) -> list[str]:
         """Run the auth hooks again for every live link; close those they no longer
         admit (AUTH_REVOKED) and return their peer IDs, sorted.  Call it after
         changing what an auth plugin admits (an allowlist or deny-list reload)."""
-        if self._closed:
-            raise NodeClosed("the node is closed")
+        self._closed_instead("the node is closed")
         if self._run is None:
             return []
         return await self._run.admission.reauthorize()
 
     def link_stats(self, peer_id: str) -> LinkStats:
-        """A snapshot of the queues and credit of the link to `peer_id`.
-
-        Raises:
-            PeerNotFound: no live link to `peer_id`.
-        """
+        """A snapshot of the queues and credit of the link to `peer_id` (else `PeerNotFound`)."""
         return self._running_link(peer_id)[1].stats()
 
     def dial_states(self) -> list[DialState]:
@@ -278,8 +275,7 @@ class Node:
 
     def add_peer(self, peer: PeerAddress) -> None:
         """Dial another bootstrap peer (now if the node runs, else at `start()`)."""
-        if self._closed:
-            raise NodeClosed("the node is closed")
+        self._closed_instead("the node is closed")
         if self._run is None:
             self._bootstrap.append(check_peer(peer))
         else:
@@ -292,8 +288,7 @@ class Node:
             PeerWaitTimeout: not connected within `timeout` seconds.
             NodeClosed: the node closed while waiting.
         """
-        if self._closed:
-            raise NodeClosed("the node is closed")
+        self._closed_instead("the node is closed")
         if self._run is None:
             raise RuntimeError("the node is not started")
         wanted = normalize_node_id(peer_id) if peer_id is not None else None
@@ -304,56 +299,51 @@ class Node:
         return self._hub.subscribe()
 
     def _running_link(self, peer_id: str) -> tuple[Runtime, PeerLink]:
-        """The runtime and the open link to `peer_id` (any spelling of the ID).
-
-        Raises:
-            NodeClosed: `close()` has begun.
-            PeerNotFound: no open link to `peer_id` (or the node is not started).
-        """
-        run = self._run
-        if self._closed:
+        """The runtime and the open link to `peer_id` (`NodeClosed`, `PeerNotFound`)."""
+        if self._closed:  # _check_open, inlined: this is on every send's path
             raise NodeClosed("the node is closed")
+        run = self._run
         if run is None:
             raise PeerNotFound(peer_id)
-        link = run.table.by_id.get(peer_id) or run.table.find(peer_id)  # find: other spellings
-        if link is None:
-            raise PeerNotFound(peer_id)
-        return run, link
+        return run, run.link_to(peer_id)
 
     # -- sending ---------------------------------------------------------------------
 
-    async def send(self, peer_id: str, message: msgspec.Struct) -> None:
+    async def send(
+        self, peer_id: str, message: msgspec.Struct, *, headers: Headers | None = None
+    ) -> None:
         """Queue a one-way message to `peer_id`; wait if its queue is full.
 
-        Messages to one peer arrive in the order sent.  Returning means the
-        message is queued for transmission, not that it was handled: for an
-        acknowledged send, ``await request(peer_id, message)`` -- it returns
-        once the peer's handler has run (None from a handler without a reply)
-        and raises if the handler failed or the link dropped first.
+        Messages to one peer arrive in the order sent.  Returning means queued,
+        not handled: ``await request(peer_id, message)`` returns once the peer's
+        handler ran (None without a reply), and raises if it failed or the link
+        dropped.  `headers` (str keys, str or bytes values) reach ``ctx.headers``.
 
         Raises:
             NodeClosed: `close()` has begun.
             PeerNotFound: no live link to `peer_id`.
             PeerDisconnected: the link broke while waiting for room.
             MessageTooLarge: the encoded message exceeds the size limit.
+            HeaderError: `headers` break a rule or the peer's limit.
             RegistryError: the message type is not registered.
         """
-        outbox = self._running_link(peer_id)[1].outbox
-        cmd_id, body = outbox.encode(message)
+        run, link = self._running_link(peer_id)
         try:
-            if not outbox.writable:
-                await outbox.wait_writable()
-            crowded = outbox.send_message(cmd_id, body, message)
+            if (waiting := run.send(link, message, headers)) is not None:
+                await waiting
         except PeerDisconnected:
-            if self._closed:
-                raise NodeClosed("the node closed while the message waited for room") from None
+            self._closed_instead("the node closed while the message waited for room")
             raise
-        if crowded:
-            await asyncio.sleep(0)
 
     @overload
     async def request(
-        self, peer_id: str, message: msgspec.Struct, *, reply: type[R], timeout: float | None = None
+        self,
+        peer_id: str,
+        message: msgspec.Struct,
+        *,
+        reply: type[R],
+        timeout: float | None = None,
+        headers: Headers | None = None,
     ) -> R: ...
 
     @overload
@@ -364,6 +354,7 @@ class Node:
         *,
         reply: None = None,
         timeout: float | None = None,
+        headers: Headers | None = None,
     ) -> Any: ...
 
     async def request(
@@ -373,6 +364,7 @@ class Node:
         *,
         reply: type[R] | None = None,
         timeout: float | None = None,
+        headers: Headers | None = None,
     ) -> Any:
         """Send a request and return the peer handler's reply.
 
@@ -382,22 +374,29 @@ class Node:
             reply: the expected reply type; another type raises `RemoteError`
                 (code BAD_REPLY).  Also types the result for type checkers.
             timeout: seconds the whole call may take, waiting for room to
-                send included (default `Limits.request_timeout`).
+                send included (default `Limits.request_timeout`).  It travels
+                with the request: the peer's handler is cancelled at the
+                deadline, and when this call times out or is cancelled.
+            headers: str keys to str or bytes values (``ctx.headers``).
 
         Raises:
             RequestTimeout: no reply in time (also a `TimeoutError`).
             RemoteError: the peer's handler raised, or it could not route the request.
             PeerDisconnected: the link dropped before the reply.
-            NodeClosed, PeerNotFound, MessageTooLarge, RegistryError: as for `send`.
+            PeerDraining: the peer is shutting down (`drain`); nothing was sent.
+            NodeClosed, PeerNotFound, MessageTooLarge, HeaderError, RegistryError: see `send`.
         """
         run, link = self._running_link(peer_id)
         wait = self.limits.request_timeout if timeout is None else timeout
         try:
-            return await run.request(link, message, reply, wait)
+            return await run.request(link, message, reply, wait, headers)
         except PeerDisconnected:
-            if self._closed:
-                raise NodeClosed("the node closed before the reply") from None
+            self._closed_instead("the node closed before the reply")
             raise
+
+    def _closed_instead(self, text: str) -> None:
+        if self._closed:
+            raise NodeClosed(text) from None
 
     async def broadcast(self, message: msgspec.Struct) -> int:
         """Queue `message` to every connected peer; return how many got it.
@@ -412,8 +411,7 @@ class Node:
                 node's size limit; it was queued to no one.
             RegistryError: the message type is not registered.
         """
-        if self._closed:
-            raise NodeClosed("the node is closed")
+        self._closed_instead("the node is closed")
         cmd_id = self.registry.cmd_id_of(type(message))
         if self._run is None:
             return 0

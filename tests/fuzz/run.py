@@ -18,6 +18,10 @@ Replay one input (a crash, say) by passing its file instead of directories.
 ``--write-seeds`` rewrites the ``seed-*`` files of the corpus from
 `targets.seeds()` (``crash-*`` files are kept).
 
+Inputs that hit a bug still open (`targets.KNOWN_BUGS`, whose ``crash-*``
+files are in the corpus) pass, so a run looks for new ones instead of
+stopping at the first known one; set ``QRPC_FUZZ_KNOWN=1`` to have them crash.
+
 Exits 2, with a one-line error, when atheris is not installed (``pip install
 -e '.[fuzz]'``) or TARGET is unknown.
 """
@@ -54,6 +58,8 @@ def main(argv: list[str]) -> int:
     with atheris.instrument_imports(include=["qrpc", "tests.fuzz.targets"]):
         targets = importlib.import_module("tests.fuzz.targets")
     function = getattr(targets, f"fuzz_{target}")
+    if os.environ.get("QRPC_FUZZ_KNOWN") != "1":
+        function = targets.skipping_known_bugs(function)
     if not any(not arg.startswith("-") for arg in args):
         scratch = Path(os.environ.get("QRPC_FUZZ_DIR") or Path(tempfile.gettempdir(), "qrpc-fuzz"))
         scratch = scratch / target

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from qrpc.errors import FrameTooLarge, MalformedFrame, UnknownFrameKind, UnsupportedVersion
-from qrpc.wire.frames import MAX_ID, FrameKind
+from qrpc.wire.frames import MAX_ID, PROTOCOL_VERSION, Flags, FrameKind
 from qrpc.wire.link import MAX_HELLO_SIZE
 from tests.fuzz import targets
 
@@ -33,18 +33,19 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
 }
 MAX_CORPUS_BYTES = 200 * 1024
 
-# Corpus entries that still break a rule, until the library is fixed: file -> (what
-# is wrong, pieces of the `Violation` messages it causes).  Replaying them is a
-# strict xfail, so a fix makes the entry XPASS, and fail, until it is removed here;
-# the smoke run skips mutants that hit the same messages.
-KNOWN_BUGS: dict[str, tuple[str, ...]] = {
-    # "target/crash-name": ("why it fails", "a piece of the error message", ...),
-    # a strict xfail while the bug is open: fixing it makes the replay pass and the run fail
-}
-KNOWN_SIGNATURES = tuple(
-    signature for _, *signatures in KNOWN_BUGS.values() for signature in signatures
-)
+# Corpus entries that still break a rule, until the library is fixed
+# (`targets.KNOWN_BUGS`): replaying them is a strict xfail, so a fix makes the entry
+# XPASS, and fail, until it is removed there; the smoke run skips mutants that hit the
+# same messages, and so does a long run (`tests.fuzz.run`).
+KNOWN_BUGS = targets.KNOWN_BUGS
 
+KIND_FLAGS = {  # the flags each kind may carry
+    **{int(kind): 0 for kind in FrameKind},
+    int(FrameKind.MESSAGE): Flags.HEADERS,
+    int(FrameKind.REQUEST): Flags.HEADERS | Flags.DEADLINE,
+    int(FrameKind.RESPONSE): Flags.HEADERS,
+    int(FrameKind.ERROR): Flags.HEADERS,
+}
 SMOKE_ITERATIONS = {"decoder": 15_000, "hello": 60_000, "link": 20_000}
 SMOKE_SECONDS = 2.0  # per target: a cap for slow machines; here the counts bound it
 LENGTHS = {  # the length-field values the smoke run writes: 0, max, max + 1, 2**32 - 1
@@ -127,6 +128,22 @@ def test_decoder_seeds_cover_every_kind_and_error():
     assert errors == {UnsupportedVersion, UnknownFrameKind, MalformedFrame, FrameTooLarge}
 
 
+def test_decoder_seeds_cover_every_flag_each_kind_may_carry():
+    flagged: set[tuple[FrameKind, int]] = set()
+    for data in targets.seeds()["decoder"].values():
+        frames, _ = targets.run_decoder(data)
+        flagged.update((frame.kind, frame.flags) for frame in frames if frame.flags)
+    both = Flags.DEADLINE | Flags.HEADERS
+    assert {(kind, flags & bit) for kind, flags in flagged for bit in (1, 2) if flags & bit} == {
+        (FrameKind.MESSAGE, Flags.HEADERS),
+        (FrameKind.REQUEST, Flags.DEADLINE),
+        (FrameKind.REQUEST, Flags.HEADERS),
+        (FrameKind.RESPONSE, Flags.HEADERS),
+        (FrameKind.ERROR, Flags.HEADERS),
+    }
+    assert (FrameKind.REQUEST, both) in flagged
+
+
 HELLO_ACCEPTED = {
     "seed-raw-valid",
     "seed-raw-extra-fields",
@@ -136,6 +153,9 @@ HELLO_ACCEPTED = {
     "seed-fields-limits",
     "seed-fields-generated-id",
     "seed-fields-input-window",
+    "seed-fields-header-limit-max",
+    "seed-fields-schema-max",
+    "seed-fields-schema-input",
 }
 
 
@@ -197,6 +217,39 @@ LINK_REACHES: dict[str, set[str]] = {
         "finished",
     },
     "seed-credit-after-goodbye": {"state:OPEN", "GoodbyeReceived", "failed:PROTOCOL_VIOLATION"},
+    # version 2
+    "seed-v2-session": {
+        "clean",
+        "headers:MessageReceived",
+        "headers:RequestReceived",
+        "deadline:RequestReceived",
+        "headers:ResponseReceived",
+        "headers:ErrorReceived",
+        "CancelReceived",
+        "DrainingReceived",
+        "sent-headers",
+        "sent:MESSAGE+flags",
+        "sent:REQUEST+flags",
+        "sent:RESPONSE+flags",
+        "sent:ERROR+flags",
+        "sent:CANCEL",
+        "sent:DRAINING",
+        "GoodbyeReceived",
+        "state:CLOSED",
+        "finished",
+    },
+    "seed-v2-header-refusals": {"clean", "refused:headers", "sent:MESSAGE+flags", "finished"},
+    "seed-v2-bad-header-key": {"admitted", "failed:MALFORMED_FRAME"},
+    "seed-v2-headers-too-large": {"admitted", "failed:HEADERS_TOO_LARGE"},
+    "seed-v2-section-longer-than-body": {"sent:REQUEST", "failed:MALFORMED_FRAME"},
+    "seed-v2-deadline-cut": {"admitted", "failed:MALFORMED_FRAME"},
+    "seed-v2-error-without-code": {"sent:REQUEST", "failed:MALFORMED_FRAME"},
+    "seed-v2-flags-on-credit": {"admitted", "failed:MALFORMED_FRAME"},
+    "seed-v2-unknown-flag": {"admitted", "failed:MALFORMED_FRAME"},
+    "seed-v2-cancel-with-body": {"admitted", "failed:MALFORMED_FRAME"},
+    "seed-v2-draining-before-our-hello": {"HelloReceived", "failed:HELLO_REQUIRED"},
+    "seed-v2-cancel-after-goodbye": {"GoodbyeReceived", "failed:PROTOCOL_VIOLATION"},
+    "seed-v2-cancel-and-draining-timing": {"clean", "sent:CANCEL", "sent:DRAINING", "finished"},
 }
 
 
@@ -243,11 +296,13 @@ def _edit_length(rng: random.Random, buf: bytearray, length: int, target: str) -
         at = rng.randrange(len(buf) + 1)
         buf[at : at + 1] = bytes([rng.choice((0xDB, 0xDD, 0xC6))]) + length.to_bytes(4, "big")
         return
-    # A frame header: version 1, a known kind, zero flags; its length field follows.
+    # A frame header: our version, a known kind, flags it may carry; its length field follows.
     headers = [
         i
         for i in range(len(buf) - 7)
-        if buf[i] == 1 and buf[i + 1] in targets.PEER_KINDS[:11] and not buf[i + 2] | buf[i + 3]
+        if buf[i] == PROTOCOL_VERSION
+        and buf[i + 1] in KIND_FLAGS
+        and not (buf[i + 2] << 8 | buf[i + 3]) & ~KIND_FLAGS[buf[i + 1]]
     ]
     if headers:
         at = rng.choice(headers) + 4
@@ -271,7 +326,7 @@ def test_mutation_smoke_run(target):
         try:
             function(data)
         except targets.Violation as exc:
-            if any(signature in str(exc) for signature in KNOWN_SIGNATURES):
+            if targets.is_known_bug(exc):
                 continue  # a known bug (KNOWN_BUGS), already in the corpus
             pytest.fail(
                 f"{target} iteration {iteration}: {exc!r}\n"

@@ -32,16 +32,25 @@ from qrpc.testing import TestPKI
 from qrpc.wire import FrameDecoder, FrameKind, Hello, encode_frame
 from qrpc.wire.hello import encode_hello
 
-ALPN = "qrpc/1"
+ALPN = "qrpc/2"  # protocol version 2 (qrpc.transport.mtls.ALPN)
 STREAM = 0
 WINDOW = 8 * 1024 * 1024
+MAX_HEADER_BYTES = 4096  # what the raw peer announces it accepts (Limits.max_header_bytes)
 
 
 def hello_frame(
     node_id: str, *, codecs: tuple[str, ...] = ("msgpack",), window: int = WINDOW
 ) -> bytes:
-    """A HELLO frame for `node_id`."""
-    hello = Hello(node_id, random.getrandbits(62), list(codecs), 4 * 1024 * 1024, window)
+    """A HELLO frame for `node_id` (with no schema: the raw peer does not check)."""
+    hello = Hello(
+        node_id,
+        random.getrandbits(62),
+        list(codecs),
+        4 * 1024 * 1024,
+        window,
+        max_header_bytes=MAX_HEADER_BYTES,
+        schema=b"",
+    )
     return encode_frame(FrameKind.HELLO, encode_hello(hello))
 
 

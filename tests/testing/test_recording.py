@@ -34,8 +34,13 @@ async def test_recording_tracer_sees_each_message_in_order(
         ("receive", 2, Pong("late")),
         ("handler-enter", 2, Pong("late")),
         ("handler-exit", 2, Pong("late")),
-    ]  # replies received are not traced, nor a reply of "no value" (None) sent
+        ("send", 0, None),  # the reply of "no value"; replies received are not traced
+    ]
+    request_ids = [r.request_id for r in tracer.records]
+    assert request_ids[0] != 0  # a request
+    assert request_ids[1:] == [request_ids[1]] * 4  # b's request, and a's answer to it
     assert {r.peer_id for r in tracer.records} == {b.id}
+    assert request_ids[1] != 0
     assert all(r.size for r in tracer.of("send"))
     assert tracer.of("receive", peer_id=a.id) == []
 

@@ -22,6 +22,8 @@ from qrpc.wire.frames import (
     HEADER,
     HEADER_SIZE,
     MAX_ID,
+    PROTOCOL_VERSION,
+    Flags,
     Frame,
     FrameKind,
     encode_frame,
@@ -49,7 +51,7 @@ def drain(decoder: FrameDecoder) -> list[Frame]:
 
 
 def encode_all(frames: Iterable[Frame]) -> bytes:
-    return b"".join(encode_frame(f.kind, f.body, f.cmd_id, f.request_id) for f in frames)
+    return b"".join(encode_frame(f.kind, f.body, f.cmd_id, f.request_id, f.flags) for f in frames)
 
 
 def split(data: bytes, points: Iterable[int]) -> list[bytes]:
@@ -91,14 +93,47 @@ def bodies(min_size: int = 0, max_size: int = MAX) -> st.SearchStrategy[bytes]:
     return st.binary(min_size=min_size, max_size=max_size)
 
 
+BOTH = Flags.DEADLINE | Flags.HEADERS
+no_flags = st.just(0)
 valid_frames: st.SearchStrategy[Frame] = st.one_of(
-    st.builds(Frame, st.just(FrameKind.HELLO), st.just(0), st.just(0), bodies()),
-    st.builds(Frame, st.just(FrameKind.MESSAGE), u32, st.just(0), bodies()),
-    st.builds(Frame, st.just(FrameKind.REQUEST), u32, request_ids, bodies()),
-    st.builds(Frame, st.just(FrameKind.RESPONSE), u32, request_ids, bodies()),
-    st.builds(Frame, st.just(FrameKind.ERROR), st.just(0), request_ids, bodies(min_size=4)),
-    st.builds(Frame, st.just(FrameKind.GOODBYE), st.just(0), st.just(0), bodies(min_size=4)),
-    st.builds(Frame, st.just(FrameKind.CREDIT), st.just(0), st.just(0), bodies(4, 4)),
+    st.builds(Frame, st.just(FrameKind.HELLO), no_flags, st.just(0), st.just(0), bodies()),
+    st.builds(
+        Frame,
+        st.just(FrameKind.MESSAGE),
+        st.sampled_from([0, Flags.HEADERS]),
+        u32,
+        st.just(0),
+        bodies(),
+    ),
+    st.builds(
+        Frame,
+        st.just(FrameKind.REQUEST),
+        st.sampled_from([0, Flags.DEADLINE, Flags.HEADERS, BOTH]),
+        u32,
+        request_ids,
+        bodies(),
+    ),
+    st.builds(
+        Frame,
+        st.just(FrameKind.RESPONSE),
+        st.sampled_from([0, Flags.HEADERS]),
+        u32,
+        request_ids,
+        bodies(),
+    ),
+    st.builds(
+        Frame, st.just(FrameKind.ERROR), no_flags, st.just(0), request_ids, bodies(min_size=4)
+    ),
+    # With a headers section the code follows the sections: checking it is the link's job.
+    st.builds(
+        Frame, st.just(FrameKind.ERROR), st.just(Flags.HEADERS), st.just(0), request_ids, bodies()
+    ),
+    st.builds(
+        Frame, st.just(FrameKind.GOODBYE), no_flags, st.just(0), st.just(0), bodies(min_size=4)
+    ),
+    st.builds(Frame, st.just(FrameKind.CREDIT), no_flags, st.just(0), st.just(0), bodies(4, 4)),
+    st.builds(Frame, st.just(FrameKind.CANCEL), no_flags, st.just(0), request_ids, st.just(b"")),
+    st.builds(Frame, st.just(FrameKind.DRAINING), no_flags, st.just(0), st.just(0), st.just(b"")),
 )
 frame_lists = st.lists(valid_frames, max_size=8)
 split_points = st.lists(st.integers(), max_size=12)
@@ -129,11 +164,12 @@ def mutated_streams(draw: st.DrawFn) -> bytes:
         length = draw(st.sampled_from([0, MAX, MAX + 1, 2**32 - 1]))
         data[at + 4 : at + 8] = length.to_bytes(4, "big")
     elif mutation == "version":
-        data[at] = draw(st.integers(0, 255).filter(lambda v: v != 1))
+        data[at] = draw(st.integers(0, 255).filter(lambda v: v != PROTOCOL_VERSION))
     elif mutation == "kind":
-        data[at + 1] = draw(st.sampled_from([0, 8, 9, 127, 128, 255]))
-    else:
-        data[at + 2 : at + 4] = draw(st.integers(1, 0xFFFF)).to_bytes(2, "big")
+        data[at + 1] = draw(st.sampled_from([0, 8, 9, 10, 127, 128, 255]))
+    else:  # a known flag (allowed on some kinds), an unknown bit, or anything
+        flags = st.sampled_from([Flags.DEADLINE, Flags.HEADERS, BOTH, 0x4, 0x8000])
+        data[at + 2 : at + 4] = draw(flags | st.integers(1, 0xFFFF)).to_bytes(2, "big")
     return bytes(data)
 
 
@@ -142,9 +178,9 @@ def mutated_streams(draw: st.DrawFn) -> bytes:
 
 @given(frames=frame_lists)
 @example(frames=[])
-@example(frames=[Frame(FrameKind.HELLO, 0, 0, b"")])
-@example(frames=[Frame(FrameKind.MESSAGE, MAX_ID, 0, b"x" * MAX)])
-@example(frames=[Frame(FrameKind.RESPONSE, 0, MAX_ID, b"")])
+@example(frames=[Frame(FrameKind.HELLO, 0, 0, 0, b"")])
+@example(frames=[Frame(FrameKind.MESSAGE, 0, MAX_ID, 0, b"x" * MAX)])
+@example(frames=[Frame(FrameKind.RESPONSE, 0, 0, MAX_ID, b"")])
 def test_round_trip_of_valid_frames(frames):
     decoder = FrameDecoder(max_frame_size=MAX)
     assert feed_chunks(decoder, [encode_all(frames)]) == frames
@@ -152,8 +188,8 @@ def test_round_trip_of_valid_frames(frames):
 
 
 @given(frames=frame_lists, points=split_points)
-@example(frames=[Frame(FrameKind.CREDIT, 0, 0, b"\x00\x00\x00\x01")], points=[15, 16, 17])
-@example(frames=[Frame(FrameKind.HELLO, 0, 0, b"")] * 3, points=[16, 32])
+@example(frames=[Frame(FrameKind.CREDIT, 0, 0, 0, b"\x00\x00\x00\x01")], points=[15, 16, 17])
+@example(frames=[Frame(FrameKind.HELLO, 0, 0, 0, b"")] * 3, points=[16, 32])
 def test_split_feeding_yields_the_same_frames(frames, points):
     data = encode_all(frames)
     decoder = FrameDecoder(max_frame_size=MAX)
@@ -163,10 +199,10 @@ def test_split_feeding_yields_the_same_frames(frames, points):
 
 def test_feeding_one_byte_at_a_time():
     frames = [
-        Frame(FrameKind.HELLO, 0, 0, b"\x95hello"),
-        Frame(FrameKind.REQUEST, 3, 1, b"req"),
-        Frame(FrameKind.MESSAGE, 2, 0, b""),
-        Frame(FrameKind.CREDIT, 0, 0, b"\x00\x00\x04\x00"),
+        Frame(FrameKind.HELLO, 0, 0, 0, b"\x95hello"),
+        Frame(FrameKind.REQUEST, 0, 3, 1, b"req"),
+        Frame(FrameKind.MESSAGE, 0, 2, 0, b""),
+        Frame(FrameKind.CREDIT, 0, 0, 0, b"\x00\x00\x04\x00"),
     ]
     data = encode_all(frames)
     decoder = FrameDecoder(max_frame_size=MAX)
@@ -194,7 +230,7 @@ def test_partial_header_is_kept_until_complete():
     assert decoder.next_frame() is None
     assert decoder.buffered == 15
     decoder.feed(data[15:])
-    assert decoder.next_frame() == Frame(FrameKind.MESSAGE, 1, 0, b"abc")
+    assert decoder.next_frame() == Frame(FrameKind.MESSAGE, 0, 1, 0, b"abc")
 
 
 def test_frames_after_a_partial_frame_keep_their_order():
@@ -202,12 +238,12 @@ def test_frames_after_a_partial_frame_keep_their_order():
     two = encode_frame(FrameKind.MESSAGE, b"two", cmd_id=2)
     decoder = FrameDecoder()
     decoder.feed(one + two[:5])
-    assert drain(decoder) == [Frame(FrameKind.MESSAGE, 1, 0, b"one")]
+    assert drain(decoder) == [Frame(FrameKind.MESSAGE, 0, 1, 0, b"one")]
     assert decoder.buffered == 5
     decoder.feed(two[5:] + one)
     assert drain(decoder) == [
-        Frame(FrameKind.MESSAGE, 2, 0, b"two"),
-        Frame(FrameKind.MESSAGE, 1, 0, b"one"),
+        Frame(FrameKind.MESSAGE, 0, 2, 0, b"two"),
+        Frame(FrameKind.MESSAGE, 0, 1, 0, b"one"),
     ]
     assert decoder.buffered == 0
 
@@ -245,7 +281,7 @@ def test_error_class_codes(error, code):
 
 
 def raw_header(
-    version: int = 1,
+    version: int = PROTOCOL_VERSION,
     kind: int = FrameKind.MESSAGE,
     flags: int = 0,
     length: int = 0,
@@ -259,13 +295,81 @@ def raw_header(
     ("header", "error"),
     [
         pytest.param(raw_header(version=0), UnsupportedVersion, id="version-0"),
-        pytest.param(raw_header(version=2), UnsupportedVersion, id="version-2"),
+        pytest.param(raw_header(version=1), UnsupportedVersion, id="version-1"),
+        pytest.param(raw_header(version=3), UnsupportedVersion, id="version-3"),
         pytest.param(raw_header(version=255), UnsupportedVersion, id="version-255"),
         pytest.param(raw_header(kind=0), UnknownFrameKind, id="kind-0"),
-        pytest.param(raw_header(kind=8), UnknownFrameKind, id="kind-8"),
+        pytest.param(raw_header(kind=10), UnknownFrameKind, id="kind-10"),
         pytest.param(raw_header(kind=255), UnknownFrameKind, id="kind-255"),
-        pytest.param(raw_header(flags=1), MalformedFrame, id="flags-1"),
+        # flags: an unknown bit on any kind, or a known one on a kind that may not carry it
+        pytest.param(raw_header(flags=0x4), MalformedFrame, id="flags-unknown-bit"),
         pytest.param(raw_header(flags=0x8000), MalformedFrame, id="flags-high-bit"),
+        pytest.param(raw_header(flags=0xFFFF), MalformedFrame, id="flags-all"),
+        pytest.param(
+            raw_header(kind=FrameKind.REQUEST, flags=BOTH | 0x4, request_id=1),
+            MalformedFrame,
+            id="req-unknown-bit",
+        ),
+        pytest.param(raw_header(flags=Flags.DEADLINE), MalformedFrame, id="msg-deadline"),
+        pytest.param(
+            raw_header(kind=FrameKind.RESPONSE, flags=Flags.DEADLINE, request_id=1),
+            MalformedFrame,
+            id="resp-deadline",
+        ),
+        pytest.param(
+            raw_header(kind=FrameKind.ERROR, flags=Flags.DEADLINE, length=4, request_id=1),
+            MalformedFrame,
+            id="error-deadline",
+        ),
+        pytest.param(
+            raw_header(kind=FrameKind.HELLO, flags=Flags.HEADERS),
+            MalformedFrame,
+            id="hello-headers",
+        ),
+        pytest.param(
+            raw_header(kind=FrameKind.GOODBYE, flags=Flags.HEADERS, length=4),
+            MalformedFrame,
+            id="goodbye-headers",
+        ),
+        pytest.param(
+            raw_header(kind=FrameKind.CREDIT, flags=Flags.HEADERS, length=4),
+            MalformedFrame,
+            id="credit-headers",
+        ),
+        pytest.param(
+            raw_header(kind=FrameKind.CANCEL, flags=Flags.HEADERS, request_id=1),
+            MalformedFrame,
+            id="cancel-headers",
+        ),
+        pytest.param(
+            raw_header(kind=FrameKind.DRAINING, flags=Flags.HEADERS),
+            MalformedFrame,
+            id="drain-hdrs",
+        ),
+        # CANCEL: a request_id, no cmd_id, no body; DRAINING: no ids, no body
+        pytest.param(raw_header(kind=FrameKind.CANCEL), MalformedFrame, id="cancel-no-rid"),
+        pytest.param(
+            raw_header(kind=FrameKind.CANCEL, cmd_id=1, request_id=1),
+            MalformedFrame,
+            id="cancel-cmd",
+        ),
+        pytest.param(
+            raw_header(kind=FrameKind.CANCEL, length=1, request_id=1),
+            MalformedFrame,
+            id="cancel-body",
+        ),
+        pytest.param(
+            raw_header(kind=FrameKind.CANCEL, length=MAX, request_id=1),
+            MalformedFrame,
+            id="cancel-body-max",
+        ),
+        pytest.param(
+            raw_header(kind=FrameKind.DRAINING, request_id=1), MalformedFrame, id="draining-rid"
+        ),
+        pytest.param(raw_header(kind=FrameKind.DRAINING, cmd_id=1), MalformedFrame, id="drain-cmd"),
+        pytest.param(
+            raw_header(kind=FrameKind.DRAINING, length=1), MalformedFrame, id="drain-body"
+        ),
         pytest.param(raw_header(length=MAX + 1), FrameTooLarge, id="length-max+1"),
         pytest.param(raw_header(length=2**32 - 1), FrameTooLarge, id="length-u32-max"),
         pytest.param(
@@ -323,11 +427,16 @@ def test_bad_header_is_refused_on_the_header_alone(header, error):
     ("header", "error"),
     [
         # Version is checked before anything else.
-        (raw_header(version=2, kind=99, flags=1, length=2**32 - 1), UnsupportedVersion),
+        (raw_header(version=1, kind=99, flags=1, length=2**32 - 1), UnsupportedVersion),
         # Then the kind.
         (raw_header(kind=99, flags=1, length=2**32 - 1), UnknownFrameKind),
-        # Then the flags, before the length.
+        # Then the flags, before the length: a flag the kind may not carry, or an unknown bit.
         (raw_header(flags=1, length=2**32 - 1), MalformedFrame),
+        (raw_header(flags=4, length=2**32 - 1), MalformedFrame),
+        (raw_header(kind=FrameKind.CANCEL, flags=2, length=2**32 - 1), MalformedFrame),
+        # Allowed flags pass on to the length check.
+        (raw_header(flags=Flags.HEADERS, length=2**32 - 1), FrameTooLarge),
+        (raw_header(kind=FrameKind.REQUEST, flags=BOTH, length=MAX + 1), FrameTooLarge),
     ],
 )
 def test_header_checks_run_in_order(header, error):
@@ -343,6 +452,8 @@ def test_header_checks_run_in_order(header, error):
         pytest.param(raw_header(kind=FrameKind.HELLO, cmd_id=1, length=MAX + 1), id="hello-cmd"),
         pytest.param(raw_header(kind=FrameKind.CREDIT, length=MAX + 1), id="credit-length"),
         pytest.param(raw_header(kind=FrameKind.MESSAGE, request_id=1, length=MAX + 1), id="rid"),
+        pytest.param(raw_header(kind=FrameKind.CANCEL, request_id=1, length=MAX + 1), id="cancel"),
+        pytest.param(raw_header(kind=FrameKind.DRAINING, length=MAX + 1), id="draining"),
     ],
 )
 def test_size_limit_is_checked_before_the_kind_field_rules(header):
@@ -358,15 +469,22 @@ def test_size_limit_is_checked_before_the_kind_field_rules(header):
 @pytest.mark.parametrize(
     "frame",
     [
-        Frame(FrameKind.HELLO, 0, 0, b""),
-        Frame(FrameKind.MESSAGE, 0, 0, b""),
-        Frame(FrameKind.REQUEST, 0, 1, b""),
-        Frame(FrameKind.RESPONSE, 0, 1, b""),
-        Frame(FrameKind.ERROR, 0, 1, b"\x00\x00\x00\x01"),
-        Frame(FrameKind.GOODBYE, 0, 0, b"\x00\x00\x00\x00"),
-        Frame(FrameKind.CREDIT, 0, 0, b"\xff\xff\xff\xff"),
+        Frame(FrameKind.HELLO, 0, 0, 0, b""),
+        Frame(FrameKind.MESSAGE, 0, 0, 0, b""),
+        Frame(FrameKind.REQUEST, 0, 0, 1, b""),
+        Frame(FrameKind.RESPONSE, 0, 0, 1, b""),
+        Frame(FrameKind.ERROR, 0, 0, 1, b"\x00\x00\x00\x01"),
+        Frame(FrameKind.GOODBYE, 0, 0, 0, b"\x00\x00\x00\x00"),
+        Frame(FrameKind.CREDIT, 0, 0, 0, b"\xff\xff\xff\xff"),
+        Frame(FrameKind.CANCEL, 0, 0, 1, b""),
+        Frame(FrameKind.DRAINING, 0, 0, 0, b""),
+        # Flagged frames: the decoder checks no section, so any body length passes.
+        Frame(FrameKind.MESSAGE, Flags.HEADERS, 0, 0, b""),
+        Frame(FrameKind.REQUEST, BOTH, 0, 1, b""),
+        Frame(FrameKind.RESPONSE, Flags.HEADERS, 0, 1, b""),
+        Frame(FrameKind.ERROR, Flags.HEADERS, 0, 1, b""),
     ],
-    ids=lambda f: f.kind.name,
+    ids=lambda f: f"{f.kind.name}-flags-{f.flags}",
 )
 def test_smallest_valid_frame_of_each_kind(frame):
     decoder = FrameDecoder(max_frame_size=MAX)
@@ -377,7 +495,7 @@ def test_smallest_valid_frame_of_each_kind(frame):
 def test_frame_body_of_exactly_max_is_accepted():
     decoder = FrameDecoder(max_frame_size=MAX)
     decoder.feed(encode_frame(FrameKind.MESSAGE, b"m" * MAX, cmd_id=1))
-    assert decoder.next_frame() == Frame(FrameKind.MESSAGE, 1, 0, b"m" * MAX)
+    assert decoder.next_frame() == Frame(FrameKind.MESSAGE, 0, 1, 0, b"m" * MAX)
 
 
 def test_decoder_defaults_to_the_default_max_frame_size():
@@ -414,7 +532,7 @@ def test_declared_max_length_waits_for_the_body():
     assert decoder.next_frame() is None
     assert decoder.buffered == HEADER_SIZE + MAX - 1
     decoder.feed(b"y")
-    assert decoder.next_frame() == Frame(FrameKind.MESSAGE, 1, 0, b"x" * (MAX - 1) + b"y")
+    assert decoder.next_frame() == Frame(FrameKind.MESSAGE, 0, 1, 0, b"x" * (MAX - 1) + b"y")
 
 
 def test_oversized_frame_after_a_valid_one_delivers_the_valid_one_first():
@@ -423,7 +541,7 @@ def test_oversized_frame_after_a_valid_one_delivers_the_valid_one_first():
         encode_frame(FrameKind.MESSAGE, b"ok", cmd_id=1)
         + encode_header(FrameKind.MESSAGE, MAX + 1, cmd_id=1)
     )
-    assert decoder.next_frame() == Frame(FrameKind.MESSAGE, 1, 0, b"ok")
+    assert decoder.next_frame() == Frame(FrameKind.MESSAGE, 0, 1, 0, b"ok")
     with pytest.raises(FrameTooLarge):
         decoder.next_frame()
 
@@ -504,7 +622,7 @@ def drain_into_total(data: bytes, points: Iterable[int]) -> tuple[list[Frame], s
     """Feed `data` split at `points` through the hot-path `drain_into`, checking
     that `feed()` returns False only when there is nothing to drain."""
     decoder = FrameDecoder(max_frame_size=MAX)
-    out: list[tuple[int, int, int, bytes]] = []
+    out: list[tuple[int, int, int, int, bytes]] = []
     try:
         for chunk in split(data, points):
             ready = decoder.feed(chunk)
@@ -514,8 +632,8 @@ def drain_into_total(data: bytes, points: Iterable[int]) -> tuple[list[Frame], s
             assert ready or len(out) == drained
             assert decoder.buffered < HEADER_SIZE + decoder.max_frame_size
     except ProtocolError as exc:
-        return [Frame(FrameKind(k), c, r, b) for k, c, r, b in out], type(exc).__name__
-    return [Frame(FrameKind(k), c, r, b) for k, c, r, b in out], None
+        return [Frame(FrameKind(k), f, c, r, b) for k, f, c, r, b in out], type(exc).__name__
+    return [Frame(FrameKind(k), f, c, r, b) for k, f, c, r, b in out], None
 
 
 def next_frame_total(data: bytes, points: Iterable[int]) -> tuple[list[Frame], str | None]:
@@ -546,7 +664,7 @@ def test_feed_reports_when_a_large_body_is_still_incomplete():
     body = b"x" * 20_000
     data = encode_frame(FrameKind.MESSAGE, body, cmd_id=1)
     decoder = FrameDecoder(max_frame_size=len(body))
-    out: list[tuple[int, int, int, bytes]] = []
+    out: list[tuple[int, int, int, int, bytes]] = []
     assert decoder.feed(data[:1000]) is True  # a fresh header: worth parsing
     decoder.drain_into(out)
     assert out == []
@@ -554,4 +672,47 @@ def test_feed_reports_when_a_large_body_is_still_incomplete():
     assert [decoder.feed(chunk) for chunk in chunks[:-1]] == [False] * (len(chunks) - 1)
     assert decoder.feed(chunks[-1]) is True
     decoder.drain_into(out)
-    assert out == [(int(FrameKind.MESSAGE), 1, 0, body)]
+    assert out == [(int(FrameKind.MESSAGE), 0, 1, 0, body)]
+
+
+# -- version 2: flags, CANCEL and DRAINING -------------------------------------------------
+
+
+@pytest.mark.parametrize("style", ["next_frame", "drain_into"])
+def test_flags_are_returned_and_sections_stay_in_the_body(style):
+    # The decoder checks flags on the header and leaves the sections to the link.
+    frames = [
+        Frame(FrameKind.MESSAGE, Flags.HEADERS, 1, 0, b"\x00\x01\x80body"),
+        Frame(FrameKind.REQUEST, BOTH, 2, 3, b"\x00\x00\x00\x05\x00\x01\x80req"),
+        Frame(FrameKind.MESSAGE, 0, 4, 0, b"plain"),
+        Frame(FrameKind.CANCEL, 0, 0, 3, b""),
+        Frame(FrameKind.DRAINING, 0, 0, 0, b""),
+    ]
+    decoder = FrameDecoder(max_frame_size=MAX)
+    decoder.feed(encode_all(frames))
+    if style == "next_frame":
+        assert drain(decoder) == frames
+    else:
+        out: list[tuple[int, int, int, int, bytes]] = []
+        decoder.drain_into(out)
+        assert out == [tuple(f) for f in frames]
+    assert decoder.buffered == 0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(raw_header(kind=FrameKind.CANCEL, length=1, request_id=1) + b"x", id="cancel"),
+        pytest.param(raw_header(kind=FrameKind.DRAINING, request_id=1), id="draining"),
+        pytest.param(raw_header(kind=FrameKind.MESSAGE, flags=Flags.DEADLINE), id="msg-deadline"),
+    ],
+)
+@pytest.mark.parametrize("style", ["next_frame", "drain_into"])
+def test_a_bad_v2_frame_after_good_ones_delivers_them_first(bad, style):
+    good = [
+        Frame(FrameKind.MESSAGE, Flags.HEADERS, 1, 0, b"\x00\x01\x80"),
+        Frame(FrameKind.CANCEL, 0, 0, 9, b""),
+    ]
+    data = encode_all(good) + bad
+    frames, error = (drain_into_total if style == "drain_into" else next_frame_total)(data, [])
+    assert (frames, error) == (good, "MalformedFrame")

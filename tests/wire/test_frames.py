@@ -14,6 +14,7 @@ from qrpc.wire.frames import (
     HEADER_SIZE,
     MAX_ID,
     PROTOCOL_VERSION,
+    Flags,
     Frame,
     FrameKind,
     decode_code_text,
@@ -29,7 +30,7 @@ u32 = st.integers(min_value=0, max_value=MAX_ID)
 
 
 def test_constants_match_the_documented_protocol():
-    assert PROTOCOL_VERSION == 1
+    assert PROTOCOL_VERSION == 2
     assert HEADER_SIZE == 16
     assert HEADER.size == 16
     assert HEADER.format == "!BBHIII"
@@ -46,14 +47,20 @@ def test_frame_kind_values_are_the_wire_bytes():
         "ERROR": 5,
         "GOODBYE": 6,
         "CREDIT": 7,
+        "CANCEL": 8,
+        "DRAINING": 9,
     }
+
+
+def test_flag_values_are_the_wire_bits():
+    assert (Flags.DEADLINE, Flags.HEADERS) == (0x0001, 0x0002)
 
 
 def test_header_byte_offsets_are_big_endian():
     header = encode_header(FrameKind.REQUEST, 0x01020304, cmd_id=0x05060708, request_id=0x090A0B0C)
     assert header == bytes(
         [
-            0x01,  # 0: version
+            0x02,  # 0: version
             0x03,  # 1: kind (REQUEST)
             0x00, 0x00,  # 2-3: flags
             0x01, 0x02, 0x03, 0x04,  # 4-7: length
@@ -63,21 +70,37 @@ def test_header_byte_offsets_are_big_endian():
     )  # fmt: skip
 
 
-def test_header_defaults_cmd_id_and_request_id_to_zero():
-    assert encode_header(FrameKind.GOODBYE, 7) == b"\x01\x06\x00\x00\x00\x00\x00\x07" + bytes(8)
+def test_header_flags_are_bytes_2_and_3_big_endian():
+    header = encode_header(FrameKind.REQUEST, 0, cmd_id=1, request_id=1, flags=0x0102)
+    assert header[:4] == b"\x02\x03\x01\x02"
+    both = encode_header(FrameKind.REQUEST, 9, request_id=1, flags=Flags.DEADLINE | Flags.HEADERS)
+    assert both[2:4] == b"\x00\x03"
+    assert both == HEADER.pack(2, 3, 3, 9, 0, 1)
+
+
+def test_header_defaults_cmd_id_request_id_and_flags_to_zero():
+    assert encode_header(FrameKind.GOODBYE, 7) == b"\x02\x06\x00\x00\x00\x00\x00\x07" + bytes(8)
 
 
 def test_header_fields_at_their_maximum():
     header = encode_header(FrameKind.RESPONSE, MAX_ID, cmd_id=MAX_ID, request_id=MAX_ID)
-    assert header == b"\x01\x04\x00\x00" + b"\xff" * 12
+    assert header == b"\x02\x04\x00\x00" + b"\xff" * 12
+    assert encode_header(FrameKind.MESSAGE, 0, flags=0xFFFF)[2:4] == b"\xff\xff"
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("length", 2**32), ("cmd_id", 2**32), ("request_id", 2**32), ("length", -1)],
+    [
+        ("length", 2**32),
+        ("cmd_id", 2**32),
+        ("request_id", 2**32),
+        ("length", -1),
+        ("flags", 2**16),
+        ("flags", -1),
+    ],
 )
-def test_header_refuses_values_outside_u32(field, value):
-    kwargs = {"length": 0, "cmd_id": 0, "request_id": 0, field: value}
+def test_header_refuses_values_outside_their_field(field, value):
+    kwargs = {"length": 0, "cmd_id": 0, "request_id": 0, "flags": 0, field: value}
     with pytest.raises(struct.error):
         encode_header(FrameKind.MESSAGE, **kwargs)
 
@@ -90,8 +113,15 @@ def test_encode_frame_is_header_then_body():
     assert frame[4:8] == b"\x00\x00\x00\x0c"
 
 
+def test_encode_frame_with_flags_is_the_flagged_header_then_body():
+    body = b"\x00\x00\x00\x05payload"
+    frame = encode_frame(FrameKind.REQUEST, body, cmd_id=3, request_id=4, flags=Flags.DEADLINE)
+    assert frame == encode_header(FrameKind.REQUEST, 11, 3, 4, flags=Flags.DEADLINE) + body
+    assert frame[2:4] == b"\x00\x01"
+
+
 def test_encode_frame_with_empty_body_is_just_the_header():
-    assert encode_frame(FrameKind.HELLO) == b"\x01\x01" + bytes(14)
+    assert encode_frame(FrameKind.HELLO) == b"\x02\x01" + bytes(14)
 
 
 @given(
@@ -105,15 +135,55 @@ def test_encode_frame_round_trips_through_the_decoder(kind, body, cmd_id, reques
         request_id = 0
     decoder = FrameDecoder(max_frame_size=300)
     decoder.feed(encode_frame(kind, body, cmd_id=cmd_id, request_id=request_id))
-    assert decoder.next_frame() == Frame(kind, cmd_id, request_id, body)
+    assert decoder.next_frame() == Frame(kind, 0, cmd_id, request_id, body)
     assert decoder.next_frame() is None
     assert decoder.buffered == 0
+
+
+@given(
+    kind_flags=st.sampled_from(
+        [
+            (FrameKind.MESSAGE, Flags.HEADERS),
+            (FrameKind.REQUEST, Flags.HEADERS),
+            (FrameKind.REQUEST, Flags.DEADLINE),
+            (FrameKind.REQUEST, Flags.DEADLINE | Flags.HEADERS),
+            (FrameKind.RESPONSE, Flags.HEADERS),
+            (FrameKind.ERROR, Flags.HEADERS),
+        ]
+    ),
+    body=st.binary(max_size=300),
+    cmd_id=u32,
+    request_id=st.integers(min_value=1, max_value=MAX_ID),
+)
+def test_flagged_frames_round_trip_with_their_flags(kind_flags, body, cmd_id, request_id):
+    # The decoder keeps the flags and leaves the sections in the body.
+    kind, flags = kind_flags
+    if kind is FrameKind.MESSAGE:
+        request_id = 0
+    if kind is FrameKind.ERROR:
+        cmd_id = 0
+    decoder = FrameDecoder(max_frame_size=300)
+    decoder.feed(encode_frame(kind, body, cmd_id=cmd_id, request_id=request_id, flags=flags))
+    assert decoder.next_frame() == Frame(kind, flags, cmd_id, request_id, body)
+    assert decoder.next_frame() is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "request_id"),
+    [(FrameKind.CANCEL, 1), (FrameKind.CANCEL, MAX_ID), (FrameKind.DRAINING, 0)],
+)
+def test_cancel_and_draining_are_a_bare_header(kind, request_id):
+    frame = encode_frame(kind, request_id=request_id)
+    assert frame == HEADER.pack(2, kind, 0, 0, 0, request_id)
+    decoder = FrameDecoder(max_frame_size=0)
+    decoder.feed(frame)
+    assert decoder.next_frame() == Frame(kind, 0, 0, request_id, b"")
 
 
 def test_encode_header_plus_body_decodes_like_encode_frame():
     decoder = FrameDecoder(max_frame_size=64)
     decoder.feed(encode_header(FrameKind.CREDIT, 4) + b"\x00\x00\x10\x00")
-    assert decoder.next_frame() == Frame(FrameKind.CREDIT, 0, 0, b"\x00\x00\x10\x00")
+    assert decoder.next_frame() == Frame(FrameKind.CREDIT, 0, 0, 0, b"\x00\x00\x10\x00")
 
 
 # -- ERROR / GOODBYE bodies ------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from qrpc.hooks.tracer import Tracer
+from qrpc.hooks.tracer import Tracer, adapt
 from qrpc.hooks.view import NodeView
 from qrpc.policy import FailureKind
 
@@ -138,7 +138,13 @@ class Plugins:
     def link_tracers(self, peer_id: str, identity: PeerIdentity) -> list[Tracer]:
         """The tracers plugins want for a new link (a factory that raises adds none)."""
         kwargs = {"peer_id": peer_id, "identity": identity}
-        return self._each("qrpc_link_tracer", kwargs, f"it does not trace the link to {peer_id}")
+        tracers = []
+        for result in self._each("qrpc_link_tracer", kwargs, f"no tracer for {peer_id}"):
+            try:
+                tracers.append(adapt(result))
+            except TypeError as exc:
+                log.error("a qrpc_link_tracer hook returned an unusable tracer: %s", exc)
+        return tracers
 
     def codecs(self) -> Iterable[Codec]:
         """Codecs that plugins bundle (``qrpc_register_codecs``); errors propagate

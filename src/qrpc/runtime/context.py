@@ -3,15 +3,22 @@
 A request's context answers it at most once: the handler's return value,
 or one `reply()` before the handler returns.  A second `reply()`, or one
 after the handler returned, raises `RuntimeError` in the caller.
+
+A request's context also knows its deadline (`time_remaining`): requests
+made through ``ctx.request`` never wait longer than it.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 import msgspec
 
+from qrpc.errors import RequestTimeout
 from qrpc.tls.identity import PeerIdentity
+from qrpc.wire.sections import EMPTY_HEADERS, Headers
 
 if TYPE_CHECKING:
     from qrpc.runtime.link import PeerLink
@@ -41,12 +48,20 @@ class NodeHandle(Protocol):
     def identity(self, peer_id: str) -> PeerIdentity:
         """The verified certificate identity of a connected peer."""
 
-    async def send(self, peer_id: str, message: msgspec.Struct) -> None:
+    async def send(
+        self, peer_id: str, message: msgspec.Struct, *, headers: Headers | None = None
+    ) -> None:
         """`Node.send`."""
 
     @overload
     async def request(
-        self, peer_id: str, message: msgspec.Struct, *, reply: type[R], timeout: float | None = None
+        self,
+        peer_id: str,
+        message: msgspec.Struct,
+        *,
+        reply: type[R],
+        timeout: float | None = None,
+        headers: Headers | None = None,
     ) -> R: ...
 
     @overload
@@ -57,6 +72,7 @@ class NodeHandle(Protocol):
         *,
         reply: None = None,
         timeout: float | None = None,
+        headers: Headers | None = None,
     ) -> Any: ...
 
     async def request(
@@ -66,6 +82,7 @@ class NodeHandle(Protocol):
         *,
         reply: type[R] | None = None,
         timeout: float | None = None,
+        headers: Headers | None = None,
     ) -> Any:
         """`Node.request`."""
 
@@ -83,14 +100,25 @@ class Context:
     claim another origin.
     """
 
-    __slots__ = ("_link", "_node", "_returned", "replied", "request_id")
+    __slots__ = ("_link", "_node", "_returned", "expires", "headers", "replied", "request_id")
 
-    def __init__(self, link: PeerLink, request_id: int, node: NodeHandle) -> None:
+    def __init__(
+        self,
+        link: PeerLink,
+        request_id: int,
+        node: NodeHandle,
+        headers: Headers = EMPTY_HEADERS,
+        expires: float | None = None,
+    ) -> None:
         self._link = link
         self._node = node
         self._returned = False
         self.request_id = request_id
         "The request's ID, or 0 for a one-way message."
+        self.headers: Mapping[str, str | bytes] = headers
+        "The headers the sender attached (empty if none)."
+        self.expires = expires
+        "The request's deadline as event-loop time, or None (one-way, or none given)."
         self.replied = False
         "Whether `reply` has answered the request already."
 
@@ -124,6 +152,15 @@ class Context:
         """True if the sender awaits a reply."""
         return self.request_id != 0
 
+    def time_remaining(self) -> float | None:
+        """Seconds until the request's deadline (0 once passed), or None without one.
+
+        The requester's timeout travels with the request; at the deadline the
+        handler is cancelled and the requester told DEADLINE_EXCEEDED."""
+        if self.expires is None:
+            return None
+        return max(0.0, self.expires - asyncio.get_running_loop().time())
+
     async def reply(self, message: msgspec.Struct) -> None:
         """Answer the sender.
 
@@ -151,9 +188,11 @@ class Context:
         """Called by the dispatcher when the handler returned: no reply after this."""
         self._returned = True
 
-    async def send(self, peer_id: str, message: msgspec.Struct) -> None:
+    async def send(
+        self, peer_id: str, message: msgspec.Struct, *, headers: Headers | None = None
+    ) -> None:
         """Send a one-way message to any peer (`Node.send`)."""
-        await self._node.send(peer_id, message)
+        await self._node.send(peer_id, message, headers=headers)
 
     async def broadcast(self, message: msgspec.Struct) -> int:
         """Send to every peer (`Node.broadcast`); returns how many got it."""
@@ -161,7 +200,13 @@ class Context:
 
     @overload
     async def request(
-        self, peer_id: str, message: msgspec.Struct, *, reply: type[R], timeout: float | None = None
+        self,
+        peer_id: str,
+        message: msgspec.Struct,
+        *,
+        reply: type[R],
+        timeout: float | None = None,
+        headers: Headers | None = None,
     ) -> R: ...
 
     @overload
@@ -172,6 +217,7 @@ class Context:
         *,
         reply: None = None,
         timeout: float | None = None,
+        headers: Headers | None = None,
     ) -> Any: ...
 
     async def request(
@@ -181,9 +227,23 @@ class Context:
         *,
         reply: type[R] | None = None,
         timeout: float | None = None,
+        headers: Headers | None = None,
     ) -> Any:
-        """Send a request to any peer and await its reply (`Node.request`)."""
-        return await self._node.request(peer_id, message, reply=reply, timeout=timeout)
+        """Send a request to any peer and await its reply (`Node.request`), never
+        waiting past this request's own deadline (`time_remaining`).
+
+        Raises:
+            RequestTimeout: the deadline has passed already (nothing is sent), or
+                no reply came in time.
+        """
+        remaining = self.time_remaining()
+        if remaining is not None:
+            if remaining <= 0:
+                raise RequestTimeout("this request's deadline has passed: nothing was sent")
+            timeout = remaining if timeout is None else min(timeout, remaining)
+        return await self._node.request(
+            peer_id, message, reply=reply, timeout=timeout, headers=headers
+        )
 
     def __repr__(self) -> str:
         kind = f"request {self.request_id}" if self.request_id else "message"

@@ -19,27 +19,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import signal
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, cast
 
 import msgspec
 
 from qrpc.config import Limits, PeerAddress, QuicSettings
-from qrpc.errors import NodeClosed, QrpcError, RequestTimeout
+from qrpc.errors import NodeClosed, PeerDraining, PeerNotFound, QrpcError, RequestTimeout
 from qrpc.hooks.plugins import Plugins
+from qrpc.hooks.tracer import TraceEvent, scopes
 from qrpc.registry import Registry
 from qrpc.runtime.context import NodeHandle
 from qrpc.runtime.dialer import Dialer, DialLoop
-from qrpc.runtime.dispatch import HandlerSpec
 from qrpc.runtime.events import NodeEvent
+from qrpc.runtime.handlers import HandlerSpec
 from qrpc.runtime.handshake import Admission
 from qrpc.runtime.link import PeerLink
+from qrpc.runtime.outbox import Outbox
 from qrpc.runtime.peers import PeerTable
 from qrpc.runtime.requests import RequestTable
 from qrpc.runtime.tasks import STOP_GRACE, cancel_within
+from qrpc.schema import SchemaMode
 from qrpc.tls.credentials import TLS
 from qrpc.transport.endpoint import Endpoint
+from qrpc.wire.sections import Headers, check_user_headers, encode_deadline
 from qrpc_codecs import Codec
 
 __all__ = ["Runtime", "until_signalled"]
@@ -89,7 +94,7 @@ class Runtime:
         node: NodeHandle,
         listen: tuple[str, int],
         tls: TLS,
-        incarnation: int,
+        schema: SchemaMode,
         registry: Registry,
         codecs: list[Codec],
         handlers: Mapping[int, HandlerSpec],
@@ -102,7 +107,8 @@ class Runtime:
         """Bind the port and wire the parts (nothing is dialed yet).
 
         Raises:
-            ConfigError: the listen address cannot be bound.
+            ConfigError: the listen address cannot be bound, or the registry's
+                description does not fit in a HELLO.
         """
         requests = RequestTable(limits.max_concurrent_requests)
         table = PeerTable(
@@ -110,12 +116,13 @@ class Runtime:
         )
         admission = Admission(
             local_id=tls.node_id,
-            incarnation=incarnation,
+            incarnation=random.getrandbits(63),  # tells peers a restart from a second link
             limits=limits,
             registry=registry,
             codecs=codecs,
             plugins=plugins,
             table=table,
+            schema=schema,
         )
         host, port = listen
         endpoint = await Endpoint.open(
@@ -169,36 +176,146 @@ class Runtime:
         self.endpoint.close()
         self.table.fail_waiters(NodeClosed("the node was closed"))
 
+    def link_to(self, peer_id: str) -> PeerLink:
+        """The open link to `peer_id`, in any spelling of the ID.
+
+        Raises:
+            PeerNotFound: there is none.
+        """
+        table = self.table
+        link = table.by_id.get(peer_id) or table.find(peer_id)  # find: other spellings
+        if link is None:
+            raise PeerNotFound(peer_id)
+        return link
+
+    def send(
+        self, link: PeerLink, message: msgspec.Struct, headers: Headers | None
+    ) -> Awaitable[None] | None:
+        """Queue `message` on `link` (`Node.send`).
+
+        Returns None once it is queued, or what the caller must await: room
+        in a full queue, the tracers' scope, or a yield in a crowded loop.
+        (Not a coroutine: the common case costs no coroutine per message.)
+        """
+        if headers:
+            check_user_headers(headers)
+        outbox = link.outbox
+        cmd_id, body = outbox.encode(message)
+        if outbox.tracers:
+            return self._send_traced(link, cmd_id, body, message, headers)
+        section = outbox.encode_headers(headers, body) if headers else b""
+        if not outbox.writable:
+            return self._send_later(outbox, cmd_id, body, message, section, None)
+        if outbox.send_message(cmd_id, body, message, section):
+            return asyncio.sleep(0)  # crowded: let packets leave and ACKs come in
+        return None
+
+    async def _send_traced(
+        self,
+        link: PeerLink,
+        cmd_id: int,
+        body: bytes,
+        message: msgspec.Struct,
+        headers: Headers | None,
+    ) -> None:
+        outbox = link.outbox
+        event = TraceEvent("message", link.peer_id, cmd_id, message, 0, 0, dict(headers or {}))
+        with scopes(outbox.tracers, event, sending=True):
+            section = outbox.encode_headers(event.headers, body) if event.headers else b""
+            await self._send_later(outbox, cmd_id, body, message, section, event)
+
+    @staticmethod
+    async def _send_later(
+        outbox: Outbox,
+        cmd_id: int,
+        body: bytes,
+        message: msgspec.Struct,
+        section: bytes,
+        event: TraceEvent | None,
+    ) -> None:
+        if not outbox.writable:
+            await outbox.wait_writable()
+        if outbox.send_message(cmd_id, body, message, section, event):
+            await asyncio.sleep(0)
+
     async def request(
-        self, link: PeerLink, message: msgspec.Struct, reply: type | None, timeout: float
+        self,
+        link: PeerLink,
+        message: msgspec.Struct,
+        reply: type | None,
+        timeout: float,
+        headers: Headers | None,
     ) -> Any:
         """Send `message` as a request on `link`; return the decoded reply.
 
         `timeout` bounds the whole call: waiting for room to send, then for
-        the reply.
+        the reply.  What is left of it when the request leaves travels with
+        it (the peer's deadline); if the call ends without a reply -- timeout
+        or cancellation -- the peer is sent CANCEL.
 
         Raises:
             RequestTimeout: no reply in time.
-            RemoteError, PeerDisconnected, MessageTooLarge, RegistryError:
-                see `Node.request`.
+            PeerDraining: the peer takes no new requests.
+            RemoteError, PeerDisconnected, MessageTooLarge, HeaderError,
+                RegistryError: see `Node.request`.
         """
+        if link.draining:
+            raise PeerDraining(f"{link.peer_id} is shutting down: it takes no new requests")
+        if headers:
+            check_user_headers(headers)
         outbox = link.outbox
         cmd_id, body = outbox.encode(message)
+        if not outbox.tracers:
+            return await self._request(link, cmd_id, body, message, reply, timeout, headers, None)
+        event = TraceEvent("request", link.peer_id, cmd_id, message, 0, 0, dict(headers or {}))
+        with scopes(outbox.tracers, event, sending=True):
+            return await self._request(
+                link, cmd_id, body, message, reply, timeout, event.headers, event
+            )
+
+    async def _request(
+        self,
+        link: PeerLink,
+        cmd_id: int,
+        body: bytes,
+        message: msgspec.Struct,
+        reply: type | None,
+        timeout: float,
+        headers: Headers | None,
+        event: TraceEvent | None,
+    ) -> Any:
+        outbox = link.outbox
+        section = outbox.encode_headers(headers, body) if headers else b""
         requests = self.requests
+        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout) as scope:
                 if not outbox.writable:
                     await outbox.wait_writable()
                 request_id, future = requests.open(link.peer_id, reply)
+                deadline = encode_deadline(cast("float", scope.when()) - loop.time())
                 try:
-                    outbox.send_request(cmd_id, request_id, body, message)
+                    outbox.send_request(cmd_id, request_id, body, message, deadline, section, event)
                     return await future
                 finally:
                     requests.discard(request_id)
+                    if future.cancelled() or not future.done():  # timed out or cancelled
+                        future.cancel()
+                        outbox.cancel(request_id)  # stop the peer's handler
         except TimeoutError as exc:
             if isinstance(exc, QrpcError):
                 raise
             raise RequestTimeout(f"no reply from {link.peer_id} within {timeout} s") from None
+
+    async def drain(self, deadline: float) -> bool:
+        """Tell every peer this node takes no new requests, then wait for the
+        requests in flight to be answered, until the loop time `deadline`.
+
+        Returns:
+            True if every request was answered in time.
+        """
+        self.table.drain()
+        return await self.table.wait_requests_done(deadline)
 
     def abandon(self) -> None:
         """Close the endpoint at once (close() ran while the port was being bound)."""

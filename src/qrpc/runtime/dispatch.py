@@ -12,6 +12,13 @@ handler finished, in batches (`PeerLink.consumed`), which bounds what a
 peer can make this node buffer.  Handlers registered with
 ``concurrency=N`` run up to N at once per peer, each in its own task.
 
+**Deadlines and cancellation.**  A request runs under its deadline (the
+time the requester still waited, counted from arrival): at the deadline its
+handler is cancelled and the requester gets ERROR DEADLINE_EXCEEDED.  A
+CANCEL from the requester cancels a running handler, or skips a queued
+request; either way the request is answered, with ERROR CANCELLED, so every
+request gets exactly one answer.  One-way messages have neither.
+
 **Supervision.**  Nothing a handler, tracer or codec raises ends the task:
 a request's failure becomes an ERROR for the requester, a one-way message's
 is logged.  `CancelledError` propagates only when the task itself is being
@@ -24,37 +31,24 @@ deaf link.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 from qrpc.codes import RemoteErrorCode
-from qrpc.errors import RegistryError
+from qrpc.hooks.tracer import TraceEvent, Tracer, scopes
+from qrpc.runtime.calls import Call, InboundCalls
 from qrpc.runtime.context import Context, NodeHandle
+from qrpc.runtime.handlers import HandlerSpec
 from qrpc.runtime.link import Inbound, PeerLink
 from qrpc.runtime.tasks import STOP_GRACE, cancel_within
+from qrpc.wire.events import RequestReceived
+from qrpc.wire.sections import EMPTY_HEADERS
 
-__all__ = ["HandlerSpec", "Inbox"]
+__all__ = ["Inbox"]
 
 log = logging.getLogger("qrpc.node")
-Handler = Callable[[Context, Any], Awaitable[Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class HandlerSpec:
-    """A handler and how many of its calls may run at once per peer."""
-
-    fn: Handler
-    concurrency: int = 1
-
-    @staticmethod
-    def check_concurrency(concurrency: object) -> None:
-        """Raise `RegistryError` unless `concurrency` is a positive int."""
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise RegistryError(f"concurrency must be a positive int, got {concurrency!r}")
 
 
 class Inbox:
@@ -66,10 +60,12 @@ class Inbox:
         node: what handlers reach as ``ctx.node``.
         on_done: called with this inbox when its task has ended.
         on_crash: called with the peer ID if the task failed (a bug).
+        on_requests_done: called whenever the last request in flight was answered.
     """
 
     __slots__ = (
         "_backlog",
+        "_calls",
         "_handlers",
         "_node",
         "_on_crash",
@@ -91,6 +87,7 @@ class Inbox:
         *,
         on_done: Callable[[Inbox], None],
         on_crash: Callable[[str], None],
+        on_requests_done: Callable[[], None],
     ) -> None:
         self.peer_id = peer_id
         self.active = True
@@ -99,6 +96,7 @@ class Inbox:
         self._node = node
         self._on_crash = on_crash
         self._backlog: deque[PeerLink | Inbound] = deque()
+        self._calls = InboundCalls(on_requests_done)
         self._tail_link: PeerLink | None = None
         self._wake: asyncio.Future[None] | None = None
         self._slots: dict[int, asyncio.Semaphore] = {}
@@ -114,14 +112,25 @@ class Inbox:
 
     # -- fed by links (MessageSink) ------------------------------------------------
 
-    def put(self, link: PeerLink, events: list[Inbound]) -> None:
-        """Queue messages and requests received on `link`, and wake the task."""
+    def put(self, link: PeerLink, events: list[Inbound], requests: int) -> None:
+        """Queue messages and requests (`requests` of `events` are) received on
+        `link`, and wake the task."""
         backlog = self._backlog
         if link is not self._tail_link:  # a marker: the events after it came on `link`
             self._tail_link = link
             backlog.append(link)
         backlog.extend(events)
+        self._calls.queued += requests
         self.wake()
+
+    def cancel(self, link: PeerLink, request_id: int) -> None:
+        """The peer no longer waits for its request `request_id` sent on `link`."""
+        self._calls.cancel(link, request_id)
+
+    @property
+    def requests_in_flight(self) -> int:
+        """Requests of the peer queued or being handled (not yet answered)."""
+        return len(self._calls)
 
     def wake(self) -> None:
         """Let the task look at the backlog again."""
@@ -168,7 +177,10 @@ class Inbox:
                 await self._start_concurrent(spec, link, event)
                 continue
             try:
-                await self._handle(link, event, spec)
+                if event.request_id:
+                    await self._handle_request(link, event, spec)
+                else:
+                    await self._handle(link, event, spec, None)
             except BaseException as exc:
                 self._unexpected(link, event, exc)
             credit += event.size
@@ -191,7 +203,10 @@ class Inbox:
         self, spec: HandlerSpec, link: PeerLink, event: Inbound, slots: asyncio.Semaphore
     ) -> None:
         try:
-            await self._handle(link, event, spec)
+            if event.request_id:
+                await self._handle_request(link, event, spec)
+            else:
+                await self._handle(link, event, spec, None)
         except BaseException as exc:
             self._unexpected(link, event, exc)
         finally:
@@ -212,7 +227,24 @@ class Inbox:
                 event.request_id, RemoteErrorCode.HANDLER_ERROR, "internal error"
             )
 
-    async def _handle(self, link: PeerLink, event: Inbound, spec: HandlerSpec | None) -> None:
+    async def _handle_request(
+        self, link: PeerLink, event: Inbound, spec: HandlerSpec | None
+    ) -> None:
+        request_id = event.request_id
+        call = self._calls.start(link, request_id)
+        try:
+            if call is None:
+                text = "the requester cancelled the request before it started"
+                link.outbox.fail_request(request_id, RemoteErrorCode.CANCELLED, text)
+            else:
+                await self._handle(link, event, spec, call)
+        finally:
+            self._calls.finish(link, request_id)
+
+    async def _handle(
+        self, link: PeerLink, event: Inbound, spec: HandlerSpec | None, call: Call | None
+    ) -> None:
+        """Decode, trace and run one message or request (`call` tracks a request)."""
         cmd_id = event.cmd_id
         request_id = event.request_id
         decode = link.decoders.get(cmd_id)
@@ -226,25 +258,54 @@ class Inbox:
             self._refuse(link, request_id, RemoteErrorCode.DECODE_ERROR, f"cmd_id {cmd_id}: {exc}")
             return
         tracers = link.outbox.tracers
-        for tracer in tracers:
-            try:
-                tracer.on_receive(link.peer_id, cmd_id, message, event.size)
-            except Exception:
-                log.exception("a tracer's on_receive raised; ignored")
+        traced: TraceEvent | None = None
+        if tracers:
+            traced = TraceEvent(
+                "request" if request_id else "message",
+                link.peer_id,
+                cmd_id,
+                message,
+                request_id,
+                event.size,
+                event.headers or EMPTY_HEADERS,
+            )
+            for tracer in tracers:
+                try:
+                    tracer.on_received(traced)
+                except Exception:
+                    log.exception("a tracer's on_received raised; ignored")
         if spec is None:
             text = f"no handler for cmd_id {cmd_id}"
             self._refuse(link, request_id, RemoteErrorCode.NO_HANDLER, text)
             return
-        if request_id:
-            ctx = Context(link, request_id, self._node)
+        headers = event.headers
+        if call is not None:
+            expires = cast("RequestReceived", event).expires
+            if expires is not None and expires <= asyncio.get_running_loop().time():
+                text = "the deadline passed before the handler started"
+                link.outbox.fail_request(request_id, RemoteErrorCode.DEADLINE_EXCEEDED, text)
+                return
+            ctx = Context(link, request_id, self._node, headers or EMPTY_HEADERS, expires)
+        elif headers:
+            ctx = Context(link, 0, self._node, headers, None)
         else:  # one-way messages of one link share a context: it holds nothing per message
             shared = self._shared_context
             if shared is None or shared[0] is not link:
                 shared = self._shared_context = (link, Context(link, 0, self._node))
             ctx = shared[1]
         try:
-            if tracers:
-                result = await self._traced(spec, ctx, link, cmd_id, message)
+            if call is not None:
+                try:
+                    async with asyncio.timeout_at(ctx.expires) as call.scope:
+                        if traced is not None:
+                            result = await self._traced(spec, ctx, tracers, traced)
+                        else:
+                            result = await spec.fn(ctx, message)
+                finally:
+                    expired = call.scope is not None and call.scope.expired()
+                    call.scope = None
+            elif traced is not None:
+                result = await self._traced(spec, ctx, tracers, traced)
             else:
                 result = await spec.fn(ctx, message)
         except asyncio.CancelledError as exc:
@@ -253,6 +314,9 @@ class Inbox:
             self._handler_failed(ctx, link, cmd_id, exc)
             return
         except Exception as exc:
+            if call is not None and expired:
+                self._stopped(ctx, link, call.cancelled)
+                return
             self._handler_failed(ctx, link, cmd_id, exc)
             return
         if not request_id:
@@ -265,14 +329,23 @@ class Inbox:
 
     @staticmethod
     async def _traced(
-        spec: HandlerSpec, ctx: Context, link: PeerLink, cmd_id: int, message: Any
+        spec: HandlerSpec, ctx: Context, tracers: list[Tracer], event: TraceEvent
     ) -> Any:
-        with contextlib.ExitStack() as stack:
-            for tracer in link.outbox.tracers:
-                scope = tracer.handler_scope(link.peer_id, cmd_id, message)
-                if scope is not None:
-                    stack.enter_context(scope)
-            return await spec.fn(ctx, message)
+        with scopes(tracers, event, sending=False):
+            return await spec.fn(ctx, event.message)
+
+    @staticmethod
+    def _stopped(ctx: Context, link: PeerLink, cancelled: bool) -> None:
+        # The handler was cancelled at its deadline or by the requester's CANCEL.
+        ctx.handler_returned()
+        if ctx.replied:
+            return
+        if cancelled:
+            code, text = RemoteErrorCode.CANCELLED, "the requester cancelled the request"
+        else:
+            code, text = RemoteErrorCode.DEADLINE_EXCEEDED, "the request's deadline passed"
+        log.info("handler for a request from %s stopped: %s", link.peer_id, text)
+        link.outbox.fail_request(ctx.request_id, code, text)
 
     @staticmethod
     def _handler_failed(ctx: Context, link: PeerLink, cmd_id: int, error: BaseException) -> None:

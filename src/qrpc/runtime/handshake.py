@@ -9,7 +9,8 @@ certificate.
 
 The checks, in order: the HELLO claims the node ID the certificate proves
 (``qrpc_certified_node_id``), the peer is not this node, a codec is shared,
-every auth hook approves (awaited; a raising hook refuses).  Then,
+the registries agree on the cmd_ids both use (``Node(schema=...)``), every
+auth hook approves (awaited; a raising hook refuses).  Then,
 synchronously so the table cannot change under it, the duplicate-link
 tie-break (`qrpc.policy.resolve_duplicate`) and the peer limit, and the
 link is registered.  A refused link is closed with the matching
@@ -25,12 +26,14 @@ from typing import Any, cast
 from qrpc.codes import ErrorCode
 from qrpc.config import Limits
 from qrpc.errors import (
+    ConfigError,
     ConnectError,
     ConnectionLimitReached,
     DuplicateLink,
     NoCommonCodec,
     PeerAuthError,
     PeerIdMismatch,
+    SchemaMismatch,
     SelfConnection,
 )
 from qrpc.hooks.plugins import Plugins
@@ -39,8 +42,9 @@ from qrpc.registry import Registry
 from qrpc.runtime.link import PeerLink
 from qrpc.runtime.peers import PeerTable
 from qrpc.runtime.tasks import STOP_GRACE, cancel_within
+from qrpc.schema import RegistrySchema, SchemaMode, check, decode_schema, describe, encode_schema
 from qrpc.transport.connection import Connection
-from qrpc.wire.hello import Hello
+from qrpc.wire.hello import MAX_SCHEMA_SIZE, Hello
 from qrpc_codecs import Codec
 
 __all__ = ["Admission"]
@@ -59,6 +63,10 @@ class Admission:
         codecs: the codecs this node speaks, preferred first.
         plugins: the node's hooks.
         table: where admitted links are registered.
+        schema: how strictly the peer's registry must agree with this one.
+
+    Raises:
+        ConfigError: the registry's description does not fit in a HELLO.
     """
 
     __slots__ = (
@@ -69,6 +77,9 @@ class Admission:
         "_local_id",
         "_plugins",
         "_registry",
+        "_schema",
+        "_schema_mode",
+        "_schema_sent",
         "_table",
         "_tasks",
     )
@@ -83,6 +94,7 @@ class Admission:
         codecs: list[Codec],
         plugins: Plugins,
         table: PeerTable,
+        schema: SchemaMode,
     ) -> None:
         self._local_id = local_id
         self._incarnation = incarnation
@@ -93,6 +105,17 @@ class Admission:
         self._table = table
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._schema_mode = schema
+        self._schema: RegistrySchema = describe(registry)  # sent even when not checking
+        self._schema_sent = encode_schema(self._schema)
+        if len(self._schema_sent) > MAX_SCHEMA_SIZE and schema == "off":
+            self._schema_sent = b""  # the peer cannot check this node: it does not refuse
+        elif len(self._schema_sent) > MAX_SCHEMA_SIZE:
+            raise ConfigError(
+                "Node.schema",
+                f"the registry's description takes {len(self._schema_sent)} bytes, more than "
+                f'a HELLO carries ({MAX_SCHEMA_SIZE}); use schema="off"',
+            )
 
     def _new_link(self, conn: Connection, *, dialed: bool) -> PeerLink:
         limits = self._limits
@@ -101,6 +124,7 @@ class Admission:
             registry=self._registry,
             max_message_size=limits.max_message_size,
             window=limits.inbound_window,
+            max_header_bytes=limits.max_header_bytes,
             high_water=limits.outbound_high_water,
             dialed=dialed,
         )
@@ -113,6 +137,8 @@ class Admission:
             codecs,
             limits.max_message_size,
             limits.inbound_window,
+            limits.max_header_bytes,
+            self._schema_sent,
         )
 
     # -- acceptor --------------------------------------------------------------------
@@ -204,6 +230,7 @@ class Admission:
                 "connected to itself",
             )
         codec = self._agree_codec(link, hello)
+        self._check_schema(link, hello)
         if not await self._plugins.authorize(link.identity, hello, dialed=link.dialed):
             raise self._refuse(
                 link,
@@ -277,6 +304,26 @@ class Admission:
             ErrorCode.NO_COMMON_CODEC,
             "no common codec",
         )
+
+    def _check_schema(self, link: PeerLink, hello: Hello) -> None:
+        if self._schema_mode == "off" or not hello.schema:  # nothing to check
+            return
+        try:
+            remote = decode_schema(hello.schema)
+        except ValueError as exc:
+            raise self._refuse(
+                link, ConnectError(f"bad HELLO: {exc}"), ErrorCode.BAD_HELLO, "bad schema"
+            ) from None
+        problems = check(self._schema_mode, self._schema, remote)
+        if problems:
+            shared = sorted(self._schema.keys() & remote.keys())
+            cmd_ids = tuple(
+                c for c in shared if check(self._schema_mode, {c: self._schema[c]}, {c: remote[c]})
+            )
+            detail = f"schema mismatch ({self._schema_mode}): " + "; ".join(problems)
+            raise self._refuse(
+                link, SchemaMismatch(detail, cmd_ids), ErrorCode.SCHEMA_MISMATCH, detail[:900]
+            )
 
     @staticmethod
     def _refuse(link: PeerLink, error: ConnectError, code: int, reason: str) -> ConnectError:

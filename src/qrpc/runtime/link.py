@@ -37,7 +37,9 @@ from qrpc.runtime.outbox import Outbox
 from qrpc.tls.identity import PeerIdentity
 from qrpc.transport.connection import Connection
 from qrpc.wire.events import (
+    CancelReceived,
     CreditReceived,
+    DrainingReceived,
     ErrorReceived,
     GoodbyeReceived,
     HelloReceived,
@@ -77,13 +79,19 @@ class LinkStats:
     """Bytes the peer lets this node send right now."""
     inbound_bytes: int
     """Bytes of received messages not yet handled (or not yet credited back)."""
+    draining: bool
+    """The peer announced it is shutting down: it takes no new requests."""
 
 
 class MessageSink(Protocol):
     """Where an open link puts the messages and requests it receives (the peer's inbox)."""
 
-    def put(self, link: PeerLink, events: list[Inbound]) -> None:
-        """Queue the messages and requests of one received batch, in arrival order."""
+    def put(self, link: PeerLink, events: list[Inbound], requests: int) -> None:
+        """Queue the messages and requests of one received batch, in arrival order
+        (`requests` of them are requests)."""
+
+    def cancel(self, link: PeerLink, request_id: int) -> None:
+        """The peer no longer waits for its request `request_id` sent on `link`."""
 
 
 class PeerLink:
@@ -94,6 +102,7 @@ class PeerLink:
         registry: the node's message types.
         max_message_size: this node's limit on message bodies, either way.
         window: message credit granted to the peer, in bytes.
+        max_header_bytes: the largest headers section this node accepts.
         high_water: bytes queued for credit before `send` waits.
         dialed: True if this node dialed the link.
 
@@ -130,6 +139,7 @@ class PeerLink:
         registry: Registry,
         max_message_size: int,
         window: int,
+        max_header_bytes: int,
         high_water: int,
         dialed: bool,
     ) -> None:
@@ -139,7 +149,9 @@ class PeerLink:
         self.conn = conn
         self.identity: PeerIdentity = identity
         self.dialed = dialed
-        self.protocol = LinkProtocol(max_frame_size=max_message_size, window=window)
+        self.protocol = LinkProtocol(
+            max_frame_size=max_message_size, window=window, max_header_bytes=max_header_bytes
+        )
         self.hello: asyncio.Future[Hello] = asyncio.get_running_loop().create_future()
         "The peer's HELLO; fails if the link ends before it arrives."
         self.peer_hello: Hello | None = None
@@ -256,14 +268,31 @@ class PeerLink:
         inbox = cast("MessageSink", self._inbox)  # both set by open(), before this route
         on_reply = cast("ReplyHandler", self._on_reply)
         inbound: list[Inbound] = []
+        requests = 0
+        now = -1.0
         for event in events:
             kind = type(event)
-            if kind is MessageReceived or kind is RequestReceived:
+            if kind is MessageReceived:
                 inbound.append(event)  # type: ignore[arg-type]
+            elif kind is RequestReceived:
+                request = cast("RequestReceived", event)
+                if request.deadline is not None:  # its clock starts on arrival
+                    if now < 0:
+                        now = asyncio.get_running_loop().time()
+                    request.expires = now + request.deadline / 1000
+                inbound.append(request)
+                requests += 1
             elif kind is ResponseReceived or kind is ErrorReceived:
                 on_reply(self, event)  # type: ignore[arg-type]
             elif kind is CreditReceived:
                 self.outbox.credit_arrived()
+            elif kind is CancelReceived:
+                if inbound:  # the request may be in this batch: queue it first
+                    inbox.put(self, inbound, requests)
+                    inbound, requests = [], 0
+                inbox.cancel(self, cast("CancelReceived", event).request_id)
+            elif kind is DrainingReceived:
+                log.info("peer %s is draining: no new requests to it", self.peer_id)
             elif kind is GoodbyeReceived:
                 self._goodbye_received(event)  # type: ignore[arg-type]
             elif kind is LinkFailed:
@@ -271,7 +300,7 @@ class PeerLink:
                 log.warning("peer %s broke the protocol: %s", self.peer_id, failed.reason)
                 self.close(failed.code, "protocol violation")
         if inbound:
-            inbox.put(self, inbound)
+            inbox.put(self, inbound, requests)
 
     def _goodbye_received(self, event: GoodbyeReceived) -> None:
         self.outbox.goodbye(ErrorCode.NO_ERROR, "goodbye")  # the answer; no-op if already sent
@@ -287,9 +316,15 @@ class PeerLink:
             self.dialed,
             (str(host), int(port)),
             self.outbox.queued_bytes,
-            protocol.send.available,
+            protocol.writer.credit.available,
             protocol.receive.used,
+            protocol.peer_draining,
         )
+
+    @property
+    def draining(self) -> bool:
+        """The peer announced it takes no new requests (`Node.drain`)."""
+        return self.protocol.peer_draining
 
     @property
     def credit_step(self) -> int:

@@ -25,12 +25,13 @@ from typing import Any, Final
 import msgspec
 
 from qrpc.codes import ErrorCode, RemoteErrorCode
-from qrpc.errors import MessageEncodeError, MessageTooLarge, PeerDisconnected
-from qrpc.hooks.tracer import Tracer
+from qrpc.errors import HeaderError, MessageEncodeError, MessageTooLarge, PeerDisconnected
+from qrpc.hooks.tracer import TraceEvent, TraceKind, Tracer
 from qrpc.registry import Registry
 from qrpc.wire.frames import HEADER_SIZE
 from qrpc.wire.hello import Hello
 from qrpc.wire.link import LinkProtocol
+from qrpc.wire.sections import Headers, encode_headers
 from qrpc_codecs import Codec
 
 __all__ = ["Outbox", "encode_error"]
@@ -54,9 +55,12 @@ class Outbox:
         "_credit",
         "_flush",
         "_high_water",
+        "_max_frame",
+        "_max_header_bytes",
         "_protocol",
         "_registry",
         "_shut_reason",
+        "_writer",
         "_writers",
         "codec",
         "max_body",
@@ -73,7 +77,8 @@ class Outbox:
         high_water: int,
     ) -> None:
         self._protocol = protocol
-        self._credit = protocol.send
+        self._writer = protocol.writer
+        self._credit = protocol.writer.credit
         self._high_water = high_water
         self._flush = flush
         self._registry = registry
@@ -83,6 +88,8 @@ class Outbox:
         "The message codec agreed at HELLO (None during setup)."
         self.max_body = 0
         "The largest body the peer accepts (and this node sends)."
+        self._max_frame = 0  # the largest frame body (sections included) the peer accepts
+        self._max_header_bytes = 0
         self.peer_id = "?"
         self.tracers: list[Tracer] = []
 
@@ -98,7 +105,9 @@ class Outbox:
         """The link is admitted: messages may now be encoded with `codec`."""
         self.peer_id = peer_id
         self.codec = codec
-        self.max_body = min(max_message_size, hello.max_frame_size, hello.window - HEADER_SIZE)
+        self._max_frame = min(hello.max_frame_size, hello.window - HEADER_SIZE)
+        self.max_body = min(max_message_size, self._max_frame)
+        self._max_header_bytes = hello.max_header_bytes
         self.tracers = tracers
 
     # -- messages and requests ---------------------------------------------------
@@ -123,16 +132,33 @@ class Outbox:
             raise MessageTooLarge(len(body), self.max_body)
         return cmd_id, body
 
+    def encode_headers(self, headers: Headers | None, body: bytes) -> bytes:
+        """Return the headers section for `headers` sent with `body` (b"" for none).
+
+        Raises:
+            HeaderError: a header breaks a rule, or the headers exceed what the
+                peer accepts (alone, or with `body` in one frame).
+        """
+        if not headers:
+            return b""
+        section = encode_headers(headers, self._max_header_bytes)
+        if len(section) + len(body) > self._max_frame:
+            raise HeaderError(
+                f"message and headers take {len(section) + len(body)} bytes; "
+                f"{self.peer_id} accepts {self._max_frame} in one frame"
+            )
+        return section
+
     @property
     def queued_bytes(self) -> int:
         """Message and request bytes queued here: waiting for credit, or for the
         connection to take them."""
-        return self._credit.pending_bytes + self._protocol.unsent_bytes
+        return self._credit.pending_bytes + self._writer.unsent_bytes
 
     @property
     def writable(self) -> bool:
         """Whether a message may be queued without waiting."""
-        return self._credit.pending_bytes + self._protocol.unsent_bytes < self._high_water
+        return self._credit.pending_bytes + self._writer.unsent_bytes < self._high_water
 
     def pull(self) -> bytes:
         """What the connection transmits next (its ``pull_data``); senders waiting
@@ -164,7 +190,14 @@ class Outbox:
         reason = self._shut_reason or "it is closing"
         raise PeerDisconnected(f"link to {self.peer_id} closed: {reason}") from None
 
-    def send_message(self, cmd_id: int, body: bytes, message: Any) -> bool:
+    def send_message(
+        self,
+        cmd_id: int,
+        body: bytes,
+        message: Any,
+        headers: bytes = b"",
+        event: TraceEvent | None = None,
+    ) -> bool:
         """Queue an encoded one-way message now (no waiting for room).
 
         Returns:
@@ -178,16 +211,28 @@ class Outbox:
         if self._shut_reason is not None:
             self._closed_error()
         try:
-            self._protocol.send_message(cmd_id, body)
+            self._writer.message(cmd_id, body, headers)
         except PeerDisconnected:
             self._closed_error()
         self._flush()
         if self.tracers:
-            self._trace_send(cmd_id, message, HEADER_SIZE + len(body))
-        return self._protocol.unsent_bytes >= _YIELD_EVERY
+            size = HEADER_SIZE + len(headers) + len(body)
+            self._trace_send(event, "message", cmd_id, message, size, 0)
+        return self._writer.unsent_bytes >= _YIELD_EVERY
 
-    def send_request(self, cmd_id: int, request_id: int, body: bytes, message: Any) -> None:
-        """Queue an encoded request now (no waiting for room).
+    def send_request(
+        self,
+        cmd_id: int,
+        request_id: int,
+        body: bytes,
+        message: Any,
+        deadline: bytes = b"",
+        headers: bytes = b"",
+        event: TraceEvent | None = None,
+    ) -> None:
+        """Queue an encoded request now (no waiting for room); `deadline` and
+        `headers` are encoded sections (`qrpc.wire.sections`); `event` is the
+        request as the tracers' `sending_scope` saw it.
 
         Raises:
             PeerDisconnected: the link ended or is ending.
@@ -195,12 +240,25 @@ class Outbox:
         if self._shut_reason is not None:
             self._closed_error()
         try:
-            self._protocol.send_request(cmd_id, request_id, body)
+            self._writer.request(cmd_id, request_id, body, deadline, headers)
         except PeerDisconnected:
             self._closed_error()
         self._flush()
         if self.tracers:
-            self._trace_send(cmd_id, message, HEADER_SIZE + len(body))
+            size = HEADER_SIZE + len(deadline) + len(headers) + len(body)
+            self._trace_send(event, "request", cmd_id, message, size, request_id)
+
+    def cancel(self, request_id: int) -> None:
+        """Tell the peer this node stopped waiting for request `request_id`."""
+        if self._shut_reason is None:
+            self._writer.cancel(request_id)
+            self._flush()
+
+    def draining(self) -> None:
+        """Tell the peer this node takes no new requests (`Node.drain`)."""
+        if self._shut_reason is None:
+            self._writer.draining()
+            self._flush()
 
     # -- answers -------------------------------------------------------------------
 
@@ -235,24 +293,37 @@ class Outbox:
         if self._shut_reason is not None or not self._protocol.sending:
             log.debug("reply to %s dropped: the link is closed", self.peer_id)
             return
-        self._protocol.send_response(request_id, cmd_id, body)
+        self._writer.response(request_id, cmd_id, body)
         self._flush()
-        if self.tracers and cmd_id:
-            self._trace_send(cmd_id, message, HEADER_SIZE + len(body))
+        if self.tracers:
+            self._trace_send(None, "reply", cmd_id, message, HEADER_SIZE + len(body), request_id)
 
     def fail_request(self, request_id: int, code: int, text: str) -> None:
         """Answer request `request_id` with an ERROR (`code`, `text`)."""
         if self._shut_reason is not None or not self._protocol.sending:
             return
-        self._protocol.send_error(request_id, code, text, _ERROR_TEXT_LIMIT)
+        self._writer.error(request_id, code, text, _ERROR_TEXT_LIMIT)
         self._flush()
 
-    def _trace_send(self, cmd_id: int, message: Any, size: int) -> None:
+    def _trace_send(
+        self,
+        event: TraceEvent | None,
+        kind: TraceKind,
+        cmd_id: int,
+        message: Any,
+        size: int,
+        request_id: int,
+    ) -> None:
+        if event is None:
+            event = TraceEvent(kind, self.peer_id, cmd_id, message, request_id, size)
+        else:
+            event.request_id = request_id
+            event.size = size
         for tracer in self.tracers:
             try:
-                tracer.on_send(self.peer_id, cmd_id, message, size)
+                tracer.on_sent(event)
             except Exception:
-                log.exception("a tracer's on_send raised; ignored")
+                log.exception("a tracer's on_sent raised; ignored")
 
     # -- control -------------------------------------------------------------------
 

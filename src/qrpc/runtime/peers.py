@@ -18,6 +18,7 @@ leave the table half-updated.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -31,8 +32,9 @@ from qrpc.hooks.tracer import Tracer
 from qrpc.ids import normalize_node_id
 from qrpc.policy import FlapDetector
 from qrpc.runtime.context import NodeHandle
-from qrpc.runtime.dispatch import HandlerSpec, Inbox
+from qrpc.runtime.dispatch import Inbox
 from qrpc.runtime.events import Connected, Disconnected, NodeEvent, PeerFlapping
+from qrpc.runtime.handlers import HandlerSpec
 from qrpc.runtime.link import PeerLink
 from qrpc.runtime.outbox import Outbox, encode_error
 from qrpc.runtime.requests import Reply, RequestTable
@@ -65,9 +67,11 @@ class PeerTable:
         "_links",
         "_node",
         "_plugins",
+        "_quiet",
         "_requests",
         "by_id",
         "dialing",
+        "draining",
     )
 
     def __init__(
@@ -93,6 +97,9 @@ class PeerTable:
         self._flaps = FlapDetector()
         self.dialing: dict[str, PeerLink] = {}
         "Dials in flight past TLS, by the certified peer ID (for the tie-break)."
+        self.draining = False
+        "`drain` was called: every link, new ones too, is told DRAINING."
+        self._quiet: asyncio.Future[None] | None = None  # woken when no request is in flight
 
     # -- queries -------------------------------------------------------------------
 
@@ -138,11 +145,14 @@ class PeerTable:
                 self._node,
                 on_done=self._inbox_done,
                 on_crash=self._inbox_crashed,
+                on_requests_done=self._requests_done,
             )
         else:
             inbox.active = True  # the old link's backlog is handled first, by the same task
         self._links[peer_id] = link
         link.open(codec, inbox=inbox, on_reply=self._reply, on_gone=self._gone, tracers=tracers)
+        if self.draining:
+            link.outbox.draining()
         for key in (peer_id, None):
             for waiter in self._arrivals.pop(key, []):
                 if not waiter.done():
@@ -290,6 +300,30 @@ class PeerTable:
         return count
 
     # -- shutdown ------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Tell every peer, now and from now on, that this node takes no new requests."""
+        self.draining = True
+        for link in self.links():
+            link.outbox.draining()
+
+    async def wait_requests_done(self, deadline: float) -> bool:
+        """Wait until no peer's request is queued or being handled, or until the loop
+        time `deadline`; return whether they all were answered."""
+        loop = asyncio.get_running_loop()
+        while any(inbox.requests_in_flight for inbox in self._inboxes.values()):
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            quiet = self._quiet = loop.create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(quiet, left)
+        return True
+
+    def _requests_done(self) -> None:
+        quiet = self._quiet
+        if quiet is not None and not quiet.done():
+            quiet.set_result(None)
 
     async def shutdown(self, deadline: float, keep: asyncio.Task[Any] | None) -> None:
         """Say GOODBYE to every peer and stop every inbox, within `deadline`.

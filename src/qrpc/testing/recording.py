@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,7 +22,7 @@ import pluggy
 
 from qrpc.hooks.manager import ENTRY_POINT_GROUP
 from qrpc.hooks.specs import hookimpl
-from qrpc.hooks.tracer import BaseTracer
+from qrpc.hooks.tracer import BaseTracer, TraceEvent
 
 if TYPE_CHECKING:
     from qrpc.node import Node
@@ -42,15 +42,24 @@ class TraceRecord:
     message: Any
     size: int | None
     "Framed bytes for send/receive; None around the handler."
+    request_id: int = 0
+    "The request it is or answers; 0 for a one-way message."
+    message_kind: str = "message"
+    "What it is: a one-way message, a request or a reply."
+    headers: Mapping[str, str | bytes] = field(default_factory=dict)
+    "Its headers (a copy)."
 
 
 class RecordingTracer(BaseTracer):
     """Traces every link of the nodes it is given to as a plugin::
 
-    tracer = RecordingTracer()
-    a = await net.node(plugins=[tracer])
-    ...
-    assert [r.message for r in tracer.of("send")] == [Ping("hi")]
+        tracer = RecordingTracer()
+        a = await net.node(plugins=[tracer])
+        ...
+        assert [r.message for r in tracer.of("send")] == [Ping("hi")]
+
+    Replies are recorded as "send" on the answering side (``request_id`` says
+    which request; a reply of "no value" has cmd_id 0 and message None).
     """
 
     def __init__(self) -> None:
@@ -68,25 +77,39 @@ class RecordingTracer(BaseTracer):
             r for r in self.records if r.kind == kind and (peer_id is None or r.peer_id == peer_id)
         ]
 
-    def on_send(self, peer_id: str, cmd_id: int, message: Any, size: int) -> None:
-        """Record a message queued for `peer_id`."""
-        self.records.append(TraceRecord("send", peer_id, cmd_id, message, size))
+    def _record(self, kind: TraceKind, event: TraceEvent, size: int | None) -> None:
+        self.records.append(
+            TraceRecord(
+                kind,
+                event.peer_id,
+                event.cmd_id,
+                event.message,
+                size,
+                event.request_id,
+                event.kind,
+                dict(event.headers),
+            )
+        )
 
-    def on_receive(self, peer_id: str, cmd_id: int, message: Any, size: int) -> None:
-        """Record a message decoded from `peer_id`."""
-        self.records.append(TraceRecord("receive", peer_id, cmd_id, message, size))
+    def on_sent(self, event: TraceEvent) -> None:
+        """Record a message, request or reply queued for ``event.peer_id``."""
+        self._record("send", event, event.size)
 
-    def handler_scope(self, peer_id: str, cmd_id: int, message: Any) -> Any:
+    def on_received(self, event: TraceEvent) -> None:
+        """Record a message or request decoded from ``event.peer_id``."""
+        self._record("receive", event, event.size)
+
+    def handling_scope(self, event: TraceEvent) -> Any:
         """Record entering and leaving the handler."""
-        return self._scope(peer_id, cmd_id, message)
+        return self._scope(event)
 
     @contextmanager
-    def _scope(self, peer_id: str, cmd_id: int, message: Any) -> Iterator[None]:
-        self.records.append(TraceRecord("handler-enter", peer_id, cmd_id, message, None))
+    def _scope(self, event: TraceEvent) -> Iterator[None]:
+        self._record("handler-enter", event, None)
         try:
             yield
         finally:
-            self.records.append(TraceRecord("handler-exit", peer_id, cmd_id, message, None))
+            self._record("handler-exit", event, None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@ maps QUIC terminations (and qrpc's application close codes) onto `ConnectError`s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Final
 
@@ -16,9 +17,11 @@ from qrpc.errors import (
     ConnectTimeout,
     DuplicateLink,
     HandshakeError,
+    IncompatiblePeer,
     NoCommonCodec,
     PeerAuthError,
     PeerIdMismatch,
+    SchemaMismatch,
     SelfConnection,
 )
 
@@ -26,6 +29,7 @@ __all__ = ["close_error"]
 
 _CRYPTO_ERROR: Final = 0x100  # QUIC CRYPTO_ERROR range: 0x100 + TLS alert
 _PADDING: Final = 0x00  # frame type aioquic reports with its idle-timeout INTERNAL_ERROR
+_NO_APPLICATION_PROTOCOL: Final = 120  # TLS alert: no ALPN in common (another qrpc version)
 
 _REFUSALS: Final[dict[int, Callable[[int, str], ConnectError]]] = {
     ErrorCode.CONNECTION_LIMIT: ConnectionLimitReached,
@@ -34,6 +38,10 @@ _REFUSALS: Final[dict[int, Callable[[int, str], ConnectError]]] = {
     ErrorCode.PEER_ID_MISMATCH: lambda code, reason: PeerIdMismatch(None, None, reason),
     ErrorCode.SELF_CONNECTION: lambda code, reason: SelfConnection(reason or "connected to itself"),
     ErrorCode.AUTH_REJECTED: lambda code, reason: PeerAuthError(reason or "peer rejected us"),
+    ErrorCode.SCHEMA_MISMATCH: lambda code, reason: SchemaMismatch(
+        f"the peer refused our registry: {reason}",
+        tuple(int(n) for n in re.findall(r"cmd_id (\d+)", reason)),
+    ),
 }
 
 
@@ -69,6 +77,11 @@ def close_error(
         return refusal(code, reason) if refusal is not None else ConnectionRefused(code, reason)
     if _CRYPTO_ERROR <= code < _CRYPTO_ERROR + 0x100:
         alert = code - _CRYPTO_ERROR
+        if alert == _NO_APPLICATION_PROTOCOL:
+            return IncompatiblePeer(
+                "the peer speaks another qrpc protocol version (no common ALPN "
+                "'qrpc/<version>'): run the same qrpc release on both sides"
+            )
         return PeerAuthError(f"TLS handshake failed with alert {alert}", alert=alert)
     if code == QuicErrorCode.INTERNAL_ERROR and frame_type == _PADDING:
         return ConnectTimeout(f"no answer from the peer ({reason or 'idle timeout'})")

@@ -51,7 +51,7 @@ from qrpc.tls.identity import Alert, PeerIdentity, Role, verify_peer
 
 __all__ = ["ALPN", "PRIVATE_API", "PeerPolicy", "QrpcQuicConnection", "quic_configuration"]
 
-ALPN: Final = "qrpc/1"
+ALPN: Final = "qrpc/2"
 
 PRIVATE_API: Final = (
     (QuicConnection, "_initialize"),
@@ -193,9 +193,14 @@ class QrpcQuicConnection(QuicConnection):
 
     def initial_decrypted(self) -> bool:
         """Whether an Initial packet of the peer was decrypted (a server's first
-        datagram that never decrypts is noise, and its connection can be dropped)."""
+        datagram that never decrypts is noise, and its connection can be dropped).
+
+        A ClientHello refused on the spot (no common ALPN: a peer of another
+        qrpc version) decrypted too, though aioquic stopped before counting
+        its packet: it left a close to send."""
         space = self._spaces.get(tls.Epoch.INITIAL)
-        return space is not None and space.largest_received_packet >= 0
+        decrypted = space is not None and space.largest_received_packet >= 0
+        return decrypted or self._close_event is not None
 
     def _initialize(self, peer_cid: bytes) -> None:
         super()._initialize(peer_cid)

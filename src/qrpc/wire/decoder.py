@@ -5,12 +5,15 @@ Rules it enforces, in the order it checks them (each failure raises a
 
 1. the version byte is `PROTOCOL_VERSION` (`UnsupportedVersion`);
 2. the kind is a known `FrameKind` (`UnknownFrameKind`);
-3. flags are zero (`MalformedFrame`);
+3. flags name only sections the kind may carry (`MalformedFrame`);
 4. the declared body length is at most `max_frame_size`
    (`FrameTooLarge`) -- checked on the header alone, *before* any of the
    body is buffered;
 5. cmd_id / request_id / body length are what the kind allows
    (`MalformedFrame`).
+
+The sections a frame's flags announce stay in its body; the link splits
+them off (`qrpc.wire.sections`).
 
 Bound: once `next_frame()` has returned None, the decoder holds fewer than
 ``HEADER_SIZE + max_frame_size`` bytes, whatever it was fed.  After an error
@@ -33,6 +36,7 @@ from qrpc.wire.frames import (
     HEADER,
     HEADER_SIZE,
     PROTOCOL_VERSION,
+    Flags,
     Frame,
     FrameKind,
 )
@@ -42,10 +46,21 @@ __all__ = ["FrameDecoder"]
 _KINDS: Final = {k.value: k for k in FrameKind}
 _MESSAGE: Final = int(FrameKind.MESSAGE)
 _SMALL: Final = 4096  # bytes: a leftover this small is re-joined as bytes
-_NEEDS_REQUEST_ID: Final = frozenset({FrameKind.REQUEST, FrameKind.RESPONSE, FrameKind.ERROR})
+_NEEDS_REQUEST_ID: Final = frozenset(
+    {FrameKind.REQUEST, FrameKind.RESPONSE, FrameKind.ERROR, FrameKind.CANCEL}
+)
 _HAS_CMD_ID: Final = frozenset({FrameKind.MESSAGE, FrameKind.REQUEST, FrameKind.RESPONSE})
-_CODE_TEXT: Final = frozenset({FrameKind.ERROR, FrameKind.GOODBYE})
+_ALLOWED_FLAGS: Final = {
+    FrameKind.MESSAGE: Flags.HEADERS,
+    FrameKind.REQUEST: Flags.HEADERS | Flags.DEADLINE,
+    FrameKind.RESPONSE: Flags.HEADERS,
+    FrameKind.ERROR: Flags.HEADERS,
+}
+_EMPTY_BODY: Final = frozenset({FrameKind.CANCEL, FrameKind.DRAINING})
 _CREDIT_BODY: Final = 4  # bytes: a u32
+_CODE: Final = 4  # bytes: the u32 code opening GOODBYE (and ERROR, after its sections)
+DecodedFrame = tuple[int, int, int, int, bytes]
+"(kind, flags, cmd_id, request_id, body): the hot-path form of a `Frame`."
 
 
 class FrameDecoder:
@@ -115,10 +130,10 @@ class FrameDecoder:
             return None
         body = buf[start:end] if type(buf) is bytes else bytes(memoryview(buf)[start:end])
         self._pos = end
-        return Frame(frame_kind, cmd_id, request_id, body)
+        return Frame(frame_kind, flags, cmd_id, request_id, body)
 
-    def drain_into(self, out: list[tuple[int, int, int, bytes]]) -> None:
-        """Append every complete frame as a ``(kind, cmd_id, request_id, body)``
+    def drain_into(self, out: list[DecodedFrame]) -> None:
+        """Append every complete frame as a ``(kind, flags, cmd_id, request_id, body)``
         tuple to `out` -- the hot-path form of calling `next_frame()` until None.
 
         Frames before a bad one are appended before the error is raised.
@@ -153,7 +168,7 @@ class FrameDecoder:
                 self._wanted = end
                 return
             body = buf[start:end] if is_bytes else bytes(memoryview(buf)[start:end])
-            append((kind, cmd_id, request_id, body))  # type: ignore[arg-type]
+            append((kind, flags, cmd_id, request_id, body))  # type: ignore[arg-type]
             pos = end
         self._pos = pos
         self._wanted = pos + HEADER_SIZE
@@ -167,8 +182,8 @@ class FrameDecoder:
             error = UnsupportedVersion(f"frame version {version}, expected {PROTOCOL_VERSION}")
         elif frame_kind is None:
             error = UnknownFrameKind(f"frame kind {kind}")
-        elif flags:
-            error = MalformedFrame(f"{frame_kind.name} frame with reserved flags {flags:#x}")
+        elif flags & ~_ALLOWED_FLAGS.get(frame_kind, 0):
+            error = MalformedFrame(f"{frame_kind.name} frame with flags {flags:#x}")
         elif length > self.max_frame_size:
             error = FrameTooLarge(
                 f"{frame_kind.name} frame declares {length} bytes, limit {self.max_frame_size}"
@@ -177,10 +192,14 @@ class FrameDecoder:
             error = MalformedFrame(f"{frame_kind.name} frame with request_id {request_id}")
         elif cmd_id and frame_kind not in _HAS_CMD_ID:
             error = MalformedFrame(f"{frame_kind.name} frame with cmd_id {cmd_id}")
-        elif frame_kind in _CODE_TEXT and length < 4:
+        elif length < _CODE and (
+            frame_kind is FrameKind.GOODBYE or (frame_kind is FrameKind.ERROR and not flags)
+        ):
             error = MalformedFrame(f"{frame_kind.name} frame body shorter than its code")
         elif frame_kind is FrameKind.CREDIT and length != _CREDIT_BODY:
             error = MalformedFrame(f"CREDIT frame body of {length} bytes")
+        elif length and frame_kind in _EMPTY_BODY:
+            error = MalformedFrame(f"{frame_kind.name} frame with a {length}-byte body")
         if error is None:
             return cast("FrameKind", frame_kind)  # no error means a known kind
         self._broken = error

@@ -14,9 +14,10 @@ import msgspec
 from qrpc.errors import BadHello
 from qrpc.ids import is_node_id
 
-__all__ = ["MIN_WINDOW", "Hello", "decode_hello", "encode_hello"]
+__all__ = ["MAX_SCHEMA_SIZE", "MIN_WINDOW", "Hello", "decode_hello", "encode_hello"]
 
 MIN_WINDOW: Final = 1024  # bytes: smallest credit window / max frame size a peer may announce
+MAX_SCHEMA_SIZE: Final = 48 * 1024  # bytes: the registry description in a HELLO
 _U32 = Annotated[int, msgspec.Meta(ge=0, le=0xFFFF_FFFF)]
 _U63 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # msgspec bounds must fit an int64
 _CodecName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -35,6 +36,11 @@ class Hello(msgspec.Struct, array_like=True, frozen=True):
     """Largest frame body, in bytes, the sender accepts."""
     window: _U32
     """Message credit, in bytes, the sender grants to the receiver of this HELLO."""
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=0, le=0xFFFF)]
+    """Largest headers section, in bytes, the sender accepts (0: no headers)."""
+    schema: Annotated[bytes, msgspec.Meta(max_length=MAX_SCHEMA_SIZE)]
+    """The sender's registry, described for the schema check (`qrpc.schema`);
+    empty when the sender does not check."""
 
 
 _encoder: Final = msgspec.msgpack.Encoder()

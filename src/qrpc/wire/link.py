@@ -18,12 +18,16 @@ Rules this module protects:
   and CREDIT are exempt, so a reply always reaches a full requester.
 - After our GOODBYE nothing more is sent (messages and requests raise
   `PeerDisconnected`); a frame after the peer's GOODBYE is a
-  PROTOCOL_VIOLATION.
+  PROTOCOL_VIOLATION.  Flagged sections (deadline, headers) are split off
+  message bodies here (`qrpc.wire.sections`); a peer's CANCEL and DRAINING
+  become events.
 - Any `ProtocolError` moves the link to CLOSED and emits one `LinkFailed`
   carrying the code to close the connection with.
 
-Input `receive_data`; commands `send_*`, `admit`, `consumed`; outputs pulled
-with `events()` and `data_to_send()`.  No clock, no socket, no awaiting.
+Input `receive_data`; commands `send_hello`, `send_goodbye`, `admit`,
+`consumed`, and the frame commands of ``link.writer`` (`FrameWriter`:
+messages, requests, answers, CANCEL, DRAINING); outputs pulled with
+`events()` and `data_to_send()`.  No clock, no socket, no awaiting.
 """
 
 from __future__ import annotations
@@ -36,13 +40,14 @@ from qrpc.errors import (
     FlowControlViolation,
     HelloRequired,
     MalformedFrame,
-    PeerDisconnected,
     ProtocolError,
 )
-from qrpc.wire.credit import ReceiveCredit, SendCredit
-from qrpc.wire.decoder import FrameDecoder
+from qrpc.wire.credit import ReceiveCredit
+from qrpc.wire.decoder import DecodedFrame, FrameDecoder
 from qrpc.wire.events import (
+    CancelReceived,
     CreditReceived,
+    DrainingReceived,
     ErrorReceived,
     GoodbyeReceived,
     HelloReceived,
@@ -53,9 +58,7 @@ from qrpc.wire.events import (
     ResponseReceived,
 )
 from qrpc.wire.frames import (
-    HEADER,
     HEADER_SIZE,
-    PROTOCOL_VERSION,
     Frame,
     FrameKind,
     decode_code_text,
@@ -63,6 +66,8 @@ from qrpc.wire.frames import (
     encode_frame,
 )
 from qrpc.wire.hello import Hello, decode_hello, encode_hello
+from qrpc.wire.sections import split_sections
+from qrpc.wire.writer import FrameWriter
 
 __all__ = ["MAX_HELLO_SIZE", "LinkProtocol", "LinkState"]
 
@@ -70,7 +75,6 @@ MAX_HELLO_SIZE: Final = 64 * 1024  # bytes: largest frame accepted before the pe
 
 _MESSAGE: Final = int(FrameKind.MESSAGE)
 _REQUEST: Final = int(FrameKind.REQUEST)
-_RESPONSE: Final = int(FrameKind.RESPONSE)
 
 
 class LinkState(Enum):
@@ -93,48 +97,41 @@ class LinkProtocol:
         max_frame_size: largest frame body, in bytes, this side accepts.
         window: message credit, in bytes, this side grants the peer: the bound
             on received-but-unhandled message bytes.
+        max_header_bytes: largest headers section this side accepts.
     """
 
     __slots__ = (
         "_decoder",
-        "_done_sending",
         "_events",
-        "_hello_sent",
         "_hold_limit",
         "_holding",
         "_max_frame_size",
-        "_opened",
-        "_out",
-        "_unanswered",
+        "_max_header_bytes",
+        "peer_draining",
         "peer_goodbye",
         "peer_hello",
         "receive",
-        "send",
         "state",
-        "unsent_bytes",
         "window",
+        "writer",
     )
 
-    def __init__(self, *, max_frame_size: int, window: int) -> None:
+    def __init__(self, *, max_frame_size: int, window: int, max_header_bytes: int) -> None:
         self.window = window
         self.state = LinkState.HELLO
         self.peer_hello: Hello | None = None
         self.peer_goodbye: GoodbyeReceived | None = None
-        self.unsent_bytes = 0
-        "Bytes of MESSAGE/REQUEST frames released but not yet pulled by `data_to_send()`."
-        self._decoder = FrameDecoder(min(max_frame_size, MAX_HELLO_SIZE))
+        self.peer_draining = False
+        "The peer sent DRAINING: it takes no new requests."
+        self._decoder = FrameDecoder(MAX_HELLO_SIZE)  # a HELLO may exceed max_frame_size
         self._max_frame_size = max_frame_size
+        self._max_header_bytes = max_header_bytes
         self._hold_limit = window + MAX_HELLO_SIZE
         self._holding = False
-        self._opened = False  # both HELLOs exchanged (the state reached OPEN)
-        self._hello_sent = False
-        self._done_sending = False
-        self._out: list[bytes] = []
         self._events: list[LinkEvent] = []
-        self._unanswered = 0  # requests sent minus RESPONSE/ERROR frames received
-        self.send = SendCredit()
-        """The sending direction: credit the peer grants (``send.available``) and the
-        MESSAGE/REQUEST frames waiting for it (``send.pending_bytes``)."""
+        self.writer = FrameWriter()
+        """The sending direction: frame commands, the peer's credit
+        (``writer.credit``) and the bytes queued for the stream."""
         self.receive = ReceiveCredit(window, max_frame_size)
         """The receiving direction: bytes received and not yet granted back
         (``receive.used``), and when handled bytes go back as credit."""
@@ -149,17 +146,12 @@ class LinkProtocol:
 
     def data_to_send(self) -> bytes:
         """Return and forget the bytes to write to the link's stream."""
-        out = self._out
-        if not out:
-            return b""
-        self._out = []
-        self.unsent_bytes = 0
-        return out[0] if len(out) == 1 else b"".join(out)
+        return self.writer.take()
 
     @property
     def sending(self) -> bool:
         """False once this side sent GOODBYE or the link failed: commands are no-ops then."""
-        return not self._done_sending
+        return not self.writer.done
 
     # -- input -------------------------------------------------------------
 
@@ -200,7 +192,7 @@ class LinkProtocol:
             if frame is None:
                 return
             try:
-                self._handle_frames([(frame.kind, frame.cmd_id, frame.request_id, frame.body)])
+                self._handle_frames([frame])
             except ProtocolError as exc:
                 self._fail(exc)
                 return
@@ -215,7 +207,7 @@ class LinkProtocol:
             self._fail(EarlyDataLimit(f"{held} bytes before admission, limit {self._hold_limit}"))
 
     def _parse(self) -> None:
-        frames: list[tuple[int, int, int, bytes]] = []
+        frames: list[DecodedFrame] = []
         error: ProtocolError | None = None
         try:
             self._decoder.drain_into(frames)
@@ -229,30 +221,36 @@ class LinkProtocol:
         if error is not None and self.state is not LinkState.CLOSED:
             self._fail(error)
 
-    def _handle_frames(self, frames: list[tuple[int, int, int, bytes]]) -> None:
+    def _handle_frames(self, frames: list[DecodedFrame] | list[Frame]) -> None:
         events = self._events
         append = events.append
         window = self.window
         receive = self.receive
         used = receive.used
         receiving = self._receiving()
-        for kind, cmd_id, request_id, body in frames:
+        for kind, flags, cmd_id, request_id, body in frames:
             if kind in (_MESSAGE, _REQUEST):
                 if not receiving:
                     receive.used = used
                     self._refuse_inbound(FrameKind(kind))
                 size = HEADER_SIZE + len(body)
+                if used + size > window:
+                    receive.used = used
+                    raise FlowControlViolation(
+                        f"{used + size} bytes outstanding, window is {window}"
+                    )
+                deadline = headers = None
+                if flags:
+                    receive.used = used  # a bad section leaves the frames before it counted
+                    deadline, headers, body = split_sections(flags, body, self._max_header_bytes)
                 used += size
-                if used > window:
-                    receive.used = used - size
-                    raise FlowControlViolation(f"{used} bytes outstanding, window is {window}")
                 if kind == _MESSAGE:
-                    append(MessageReceived(cmd_id, body, size))
+                    append(MessageReceived(cmd_id, body, size, headers))
                 else:
-                    append(RequestReceived(cmd_id, request_id, body, size))
+                    append(RequestReceived(cmd_id, request_id, body, size, deadline, headers))
             else:
                 receive.used = used
-                self._handle_control(Frame(FrameKind(kind), cmd_id, request_id, body))
+                self._handle_control(Frame(FrameKind(kind), flags, cmd_id, request_id, body))
                 if self.state is LinkState.CLOSED:  # both GOODBYEs: nothing more is read
                     return
                 used = receive.used
@@ -260,7 +258,9 @@ class LinkProtocol:
         receive.used = used
 
     def _receiving(self) -> bool:
-        return self._opened and self.state is not LinkState.CLOSED and self.peer_goodbye is None
+        return (
+            self.writer.opened and self.state is not LinkState.CLOSED and self.peer_goodbye is None
+        )
 
     def _refuse_inbound(self, kind: FrameKind) -> None:
         if self.peer_goodbye is not None:
@@ -275,29 +275,41 @@ class LinkProtocol:
             hello = decode_hello(frame.body)
             self.peer_hello = hello
             self._decoder.max_frame_size = self._max_frame_size
-            self._holding = self._hello_sent  # the dialer's link opens here: hold until admit()
-            if self._hello_sent:
+            self._holding = self.writer.hello_sent  # the dialer opens here: hold until admit()
+            if self.writer.hello_sent:
                 self._open()
             self._events.append(HelloReceived(hello))
             return
-        if self.peer_hello is None or (not self._opened and kind is not FrameKind.GOODBYE):
+        if self.peer_hello is None or (not self.writer.opened and kind is not FrameKind.GOODBYE):
             # A peer may leave during setup, but nothing else precedes both HELLOs.
             raise HelloRequired(f"{kind.name} before the HELLO exchange")
         if self.peer_goodbye is not None:
             raise ProtocolError(f"{kind.name} after GOODBYE")
-        if kind is FrameKind.RESPONSE:
-            if frame.cmd_id == 0 and frame.body:
+        if kind is FrameKind.RESPONSE or kind is FrameKind.ERROR:
+            headers = None
+            body = frame.body
+            if frame.flags:
+                _, headers, body = split_sections(frame.flags, body, self._max_header_bytes)
+            # The frame's shape first, then whether it answers a request of ours.
+            if kind is FrameKind.ERROR:
+                if len(body) < 4:
+                    raise MalformedFrame("ERROR frame body shorter than its code")
+                code, text = decode_code_text(body)
+                self.writer.answered()
+                self._events.append(ErrorReceived(frame.request_id, code, text, headers))
+            elif frame.cmd_id == 0 and body:
                 raise MalformedFrame("RESPONSE without cmd_id has a body")
-            self._answered()
-            self._events.append(ResponseReceived(frame.request_id, frame.cmd_id, frame.body))
-        elif kind is FrameKind.ERROR:
-            code, text = decode_code_text(frame.body)
-            self._answered()
-            self._events.append(ErrorReceived(frame.request_id, code, text))
+            else:
+                self.writer.answered()
+                self._events.append(ResponseReceived(frame.request_id, frame.cmd_id, body, headers))
+        elif kind is FrameKind.CANCEL:
+            self._events.append(CancelReceived(frame.request_id))
+        elif kind is FrameKind.DRAINING:
+            self.peer_draining = True
+            self._events.append(DrainingReceived())
         elif kind is FrameKind.CREDIT:
             amount = int.from_bytes(frame.body, "big")
-            self.send.refund(amount, self.peer_hello.window)
-            self.unsent_bytes += self.send.release(self._out)
+            self.writer.refund(amount, self.peer_hello.window)
             self._events.append(CreditReceived(amount))
         elif kind is FrameKind.GOODBYE:
             code, reason = decode_code_text(frame.body)
@@ -312,10 +324,7 @@ class LinkProtocol:
     def _fail(self, exc: ProtocolError) -> None:
         self.state = LinkState.CLOSED
         self._holding = False
-        self._done_sending = True
-        self.send.clear()
-        self._out = []
-        self.unsent_bytes = 0
+        self.writer.fail()
         self._events.append(LinkFailed(exc.code, exc.reason))
 
     # -- commands ----------------------------------------------------------
@@ -323,12 +332,13 @@ class LinkProtocol:
     def send_hello(self, hello: Hello) -> None:
         """Send our HELLO (once; a no-op once the link is closing or failed); then
         call `data_to_send()`.  Messages queued before it follow it."""
-        if self._hello_sent:
+        writer = self.writer
+        if writer.hello_sent:
             raise RuntimeError("HELLO already sent")
-        self._hello_sent = True
-        if self._done_sending:
+        writer.hello_sent = True
+        if writer.done:
             return
-        self._out.append(encode_frame(FrameKind.HELLO, encode_hello(hello)))
+        writer.out.append(encode_frame(FrameKind.HELLO, encode_hello(hello)))
         if self.peer_hello is not None:
             self._open()
 
@@ -337,77 +347,21 @@ class LinkProtocol:
         # window becomes usable credit.
         if self.state is LinkState.HELLO:
             self.state = LinkState.OPEN
-        self._opened = True
         if self.peer_hello is not None:
-            self.send.grant(self.peer_hello.window)
-            self.unsent_bytes += self.send.release(self._out)
-
-    def send_message(self, cmd_id: int, body: bytes) -> None:
-        """Send a one-way message, or queue it until credit arrives; then call
-        `data_to_send()`.  Check ``send.pending_bytes`` for backpressure.
-
-        Raises:
-            PeerDisconnected: this side sent GOODBYE, or the link failed.
-        """
-        self._send_counted(HEADER.pack(PROTOCOL_VERSION, _MESSAGE, 0, len(body), cmd_id, 0), body)
-
-    def send_request(self, cmd_id: int, request_id: int, body: bytes) -> None:
-        """Send a request (credit rules and errors as `send_message`); then call
-        `data_to_send()`."""
-        header = HEADER.pack(PROTOCOL_VERSION, _REQUEST, 0, len(body), cmd_id, request_id)
-        self._send_counted(header, body)
-        self._unanswered += 1
-
-    def _answered(self) -> None:
-        # A peer answers each request once: more answers than requests are forged.
-        if not self._unanswered:
-            raise ProtocolError("a RESPONSE or ERROR for a request that was never sent")
-        self._unanswered -= 1
-
-    def _send_counted(self, header: bytes, body: bytes) -> None:
-        if self._done_sending:
-            raise PeerDisconnected("the link is closing: nothing more can be sent on it")
-        send = self.send
-        size = HEADER_SIZE + len(body)
-        if send.pending or size > send.available:
-            send.pending.append((header, body, size))
-            send.pending_bytes += size
-            return
-        send.available -= size
-        self.unsent_bytes += size
-        out = self._out
-        out.append(header)
-        out.append(body)
-
-    def send_response(self, request_id: int, cmd_id: int, body: bytes) -> None:
-        """Answer a request (exempt from credit; a no-op after our GOODBYE); then
-        call `data_to_send()`."""
-        if self._done_sending:
-            return
-        out = self._out
-        out.append(HEADER.pack(PROTOCOL_VERSION, _RESPONSE, 0, len(body), cmd_id, request_id))
-        out.append(body)
-
-    def send_error(self, request_id: int, code: int, text: str, limit: int) -> None:
-        """Fail a request with `code` and `text` (cut to `limit` bytes); then call
-        `data_to_send()`."""
-        if self._done_sending:
-            return
-        body = encode_code_text(code, text, limit)
-        self._out.append(encode_frame(FrameKind.ERROR, body, request_id=request_id))
+            self.writer.open(self.peer_hello.window)
 
     def send_goodbye(self, code: int = 0, reason: str = "") -> int:
         """Close gracefully: send GOODBYE, after which nothing more is sent; then
         call `data_to_send()`.  Returns how many messages still queued for credit
-        were dropped (wait for ``send.pending_bytes`` to reach 0 if they matter)."""
+        were dropped (wait for ``writer.credit.pending_bytes`` to reach 0 if they matter)."""
         if self.state is LinkState.CLOSED or self.state is LinkState.CLOSING:
             return 0
-        dropped = self.send.clear()
-        self._done_sending = True
-        if not self._hello_sent:  # a peer refuses anything before our HELLO: say nothing
+        writer = self.writer
+        dropped = writer.stop()
+        if not writer.hello_sent:  # a peer refuses anything before our HELLO: say nothing
             self.state = LinkState.CLOSED
             return dropped
-        self._out.append(encode_frame(FrameKind.GOODBYE, encode_code_text(code, reason, 256)))
+        writer.out.append(encode_frame(FrameKind.GOODBYE, encode_code_text(code, reason, 256)))
         self.state = LinkState.CLOSED if self.peer_goodbye is not None else LinkState.CLOSING
         return dropped
 
@@ -417,4 +371,4 @@ class LinkProtocol:
         `data_to_send()`."""
         grant = self.receive.consumed(size, idle=idle, granting=self.state is LinkState.OPEN)
         if grant:
-            self._out.append(encode_frame(FrameKind.CREDIT, grant.to_bytes(4, "big")))
+            self.writer.out.append(encode_frame(FrameKind.CREDIT, grant.to_bytes(4, "big")))

@@ -1,0 +1,75 @@
+"""Handlers: `HandlerSpec` (a handler and its concurrency) and the node's `HandlerTable`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from qrpc.errors import RegistryError
+from qrpc.registry import Registry
+from qrpc.runtime.context import Context
+
+__all__ = ["Handler", "HandlerSpec", "HandlerT", "HandlerTable"]
+
+Handler = Callable[[Context, Any], Awaitable[Any]]
+HandlerT = TypeVar("HandlerT", bound=Handler)
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSpec:
+    """A handler and how many of its calls may run at once per peer."""
+
+    fn: Handler
+    concurrency: int = 1
+
+    @staticmethod
+    def check_concurrency(concurrency: object) -> None:
+        """Raise `RegistryError` unless `concurrency` is a positive int."""
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise RegistryError(f"concurrency must be a positive int, got {concurrency!r}")
+
+
+class HandlerTable(Mapping[int, HandlerSpec]):
+    """A node's handlers by cmd_id: read-only as a mapping, added through `decorator`.
+
+    Args:
+        registry: the node's registry, which checks each handler's cmd_id and type.
+    """
+
+    __slots__ = ("_registry", "_specs", "view")
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self._specs: dict[int, HandlerSpec] = {}
+        self.view: Mapping[int, HandlerSpec] = MappingProxyType(self._specs)
+        """The same handlers as a live read-only mapping whose lookups run in C
+        (what the dispatcher reads for every message)."""
+
+    def decorator(self, cmd_id: int, concurrency: int) -> Callable[[HandlerT], HandlerT]:
+        """Return a decorator adding its function as the handler of `cmd_id` (`Node.handler`).
+
+        Raises:
+            RegistryError: bad `concurrency` (at once), or, when decorating, an
+                unknown or taken cmd_id or a mismatched message annotation.
+        """
+        HandlerSpec.check_concurrency(concurrency)
+
+        def decorate(fn: HandlerT) -> HandlerT:
+            self._registry.check_handler(cmd_id, fn)
+            if cmd_id in self._specs:
+                raise RegistryError(f"cmd_id {cmd_id} already has a handler")
+            self._specs[cmd_id] = HandlerSpec(fn, concurrency)
+            return fn
+
+        return decorate
+
+    def __getitem__(self, cmd_id: int) -> HandlerSpec:
+        return self._specs[cmd_id]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
