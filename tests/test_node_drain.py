@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import pytest
 
@@ -13,16 +15,7 @@ from tests.conftest import NodeFactory, Ping, Pong, connect, eventually
 async def test_drain_lets_requests_in_flight_finish(make_node: NodeFactory) -> None:
     client, server = await make_node(), await make_node()
     await connect(client, server)
-    started = asyncio.Event()
-
-    @server.handler(1)
-    async def slow(ctx: qrpc.Context, msg: Ping) -> Pong:
-        started.set()
-        await asyncio.sleep(0.3)
-        return Pong(f"done {msg.text}")
-
-    in_flight = asyncio.create_task(client.request(server.id, Ping("a"), reply=Pong, timeout=5))
-    await asyncio.wait_for(started.wait(), 5)
+    in_flight = await _request_in_flight(client, server)
     draining = asyncio.create_task(server.drain(timeout=5))
     await eventually(lambda: client.is_connected(server.id) and _draining(client, server))
     with pytest.raises(qrpc.PeerDraining, match="shutting down"):
@@ -102,6 +95,36 @@ async def test_drain_on_a_closed_node_raises(make_node: NodeFactory) -> None:
     await node.close()
     with pytest.raises(qrpc.NodeClosed):
         await node.drain()
+
+
+async def test_serve_drains_on_sigterm(make_node: NodeFactory) -> None:
+    client, server = await make_node(), await make_node(start=False)
+    serving = asyncio.create_task(server.serve())
+    await eventually(lambda: server.running)
+    await connect(client, server)
+    in_flight = await _request_in_flight(client, server)
+    os.kill(os.getpid(), signal.SIGTERM)
+    await eventually(lambda: _draining(client, server))
+    with pytest.raises(qrpc.PeerDraining):
+        await client.request(server.id, Ping("b"), timeout=5)
+    assert await in_flight == Pong("done a")  # drained, not cut off by the close
+    await asyncio.wait_for(serving, 5)
+    assert server.closed
+
+
+async def _request_in_flight(client: qrpc.Node, server: qrpc.Node) -> asyncio.Task[Pong]:
+    """A request from `client` whose handler on `server` has started and takes 0.3 s."""
+    started = asyncio.Event()
+
+    @server.handler(1)
+    async def slow(ctx: qrpc.Context, msg: Ping) -> Pong:
+        started.set()
+        await asyncio.sleep(0.3)
+        return Pong(f"done {msg.text}")
+
+    in_flight = asyncio.create_task(client.request(server.id, Ping("a"), reply=Pong, timeout=5))
+    await asyncio.wait_for(started.wait(), 5)
+    return in_flight
 
 
 def _draining(client: qrpc.Node, server: qrpc.Node) -> bool:
