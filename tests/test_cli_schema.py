@@ -205,7 +205,7 @@ def test_a_document_error_names_the_file(
 def test_the_real_command_prints_no_traceback(tmp_path: Path) -> None:
     broken = _write(tmp_path / "broken.py", "raise ImportError('no such thing')\n")
     result = subprocess.run(
-        [sys.executable, "-m", "qrpc.cli", "schema", "export", "--app", f"{broken}:registry"],
+        [sys.executable, "-m", "qrpc", "schema", "export", "--app", f"{broken}:registry"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -215,7 +215,7 @@ def test_the_real_command_prints_no_traceback(tmp_path: Path) -> None:
     assert "ImportError: no such thing" in _one_line_error(result.stderr)
     app = _write(tmp_path / "app.py", APP_V1)
     result = subprocess.run(
-        [sys.executable, "-m", "qrpc.cli", "schema", "export", "--app", f"{app}:registry"],
+        [sys.executable, "-m", "qrpc", "schema", "export", "--app", f"{app}:registry"],
         capture_output=True,
         text=True,
         timeout=60,
