@@ -93,7 +93,8 @@ def test_issue_ca_defaults_and_validity() -> None:
     after = dt.datetime.now(dt.UTC)
 
     cert = issued.cert
-    assert cert.subject.rfc4514_string() == "CN=qrpc CA"
+    assert re.fullmatch(r"CN=qrpc CA [0-9a-z]{26}", cert.subject.rfc4514_string())
+    assert issue_ca().cert.subject != cert.subject  # every CA has a name of its own
     assert cert.not_valid_after_utc - cert.not_valid_before_utc == dt.timedelta(days=10, minutes=5)
     assert before - dt.timedelta(minutes=5) <= cert.not_valid_before_utc
     assert cert.not_valid_before_utc <= after - dt.timedelta(minutes=5)

@@ -182,7 +182,18 @@ def test_config_error_path_may_be_a_path_object() -> None:
 def test_message_too_large_carries_size_and_limit() -> None:
     exc = errors.MessageTooLarge(2_000_000, 1_048_576)
     assert (exc.size, exc.limit) == (2_000_000, 1_048_576)
-    assert str(exc) == "encoded message is 2000000 bytes, the limit is 1048576 bytes"
+    assert exc.peer_id is None
+    assert str(exc) == (
+        "encoded message is 2000000 bytes; this node's Limits.max_message_size is 1048576 "
+        "bytes: raise it (on the receiving nodes too, which enforce their own), or send "
+        "smaller messages"
+    )
+    peers = errors.MessageTooLarge(2_000_000, 65_536, peer_id="n1")
+    assert (peers.size, peers.limit, peers.peer_id) == (2_000_000, 65_536, "n1")
+    assert str(peers) == (
+        "encoded message is 2000000 bytes; peer n1 announced it accepts at most 65536 bytes: "
+        "raise Limits.max_message_size on that receiving node, or send smaller messages"
+    )
 
 
 def test_remote_error_carries_code_and_text() -> None:

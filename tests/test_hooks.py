@@ -202,6 +202,37 @@ async def test_hook_qrpc_next_reconnect_delay(make_node: NodeFactory) -> None:
     assert calls == [1]
 
 
+async def test_hook_qrpc_discover_peers(make_node: NodeFactory) -> None:
+    target = await make_node()
+
+    class Listing:
+        @qrpc.hookimpl
+        async def qrpc_discover_peers(self, node: Any) -> list[qrpc.PeerAddress]:
+            return [qrpc.PeerAddress(*target.address)]
+
+    dialer = await make_node(plugins=[Listing()], limits=qrpc.Limits(discovery_interval=0.2))
+    await dialer.wait_for_peer(target.id, timeout=5)
+
+
+async def test_hook_qrpc_authorize_introspection(make_node: NodeFactory) -> None:
+    from qrpc.runtime.services import PeersQuery, PeersReport
+
+    asked: list[str] = []
+
+    class Approve:
+        @qrpc.hookimpl
+        def qrpc_authorize_introspection(self, peer_id: str) -> bool:
+            asked.append(peer_id)
+            return True
+
+    b = await make_node(introspection=True, plugins=[Approve()])
+    a = await make_node()
+    await connect(a, b)
+    report = await a.request(b.id, PeersQuery(), reply=PeersReport, timeout=5)
+    assert [p.peer_id for p in report.peers] == [a.id]
+    assert asked == [a.id]
+
+
 class Upper(msgspec.Struct):
     text: str
 

@@ -217,7 +217,7 @@ REFUSED: dict[str, Refused] = {
         _leaf(Leaf(), "other"), Alert.UNKNOWN_CA, "issuer CN=some other CA is not a trusted CA"
     ),
     "forged-issuer-name-other-key": Refused(
-        _leaf(Leaf(), "forged"), Alert.BAD_CERTIFICATE, "certificate refused"
+        _leaf(Leaf(), "forged"), Alert.BAD_CERTIFICATE, "but was not signed by the configured CA"
     ),
     "self-signed-leaf": Refused(_self_signed, Alert.UNKNOWN_CA, "is not a trusted CA"),
     # rows 6-7: validity
@@ -532,8 +532,9 @@ def test_expected_id_mismatch(
     assert (info.value.expected, info.value.actual) == (NODE_B, actual)
     assert not isinstance(info.value, qrpc.PeerAuthError)
     assert isinstance(info.value, qrpc.HandshakeError)
+    hint = "" if actual else " (it has no identity SAN '<node-id>.node.qrpc')"
     assert str(info.value) == (
-        f"expected node ID {NODE_B!r}, peer is {actual!r}: in the peer's certificate"
+        f"expected node ID {NODE_B!r}, peer is {actual!r}: in the peer's certificate{hint}"
     )
 
 

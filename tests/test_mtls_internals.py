@@ -14,7 +14,8 @@ import pytest
 from aioquic import tls
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
+from aioquic.quic.connection import QuicConnection, QuicConnectionAdapter
+from aioquic.quic.logger import QuicLogger, QuicLoggerTrace
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStreamSender
 
@@ -38,6 +39,9 @@ CONNECTION_INSTANCE_ATTRIBUTES = {
     "_peer_cid": object,
     "_peer_cid_available": list,
     "_spaces": dict,
+    "_logger": QuicConnectionAdapter,
+    "_quic_logger": QuicLoggerTrace,
+    "_configuration": QuicConfiguration,
 }
 CONTEXT_INSTANCE_ATTRIBUTES = {
     "_request_client_certificate",
@@ -66,7 +70,8 @@ def test_private_attribute_still_exists(owner: type, name: str) -> None:
         sender = QuicStreamSender(stream_id=0, writable=True)
         assert isinstance(getattr(sender, name, None), int), f"QuicStreamSender().{name} is gone"
     elif name in CONNECTION_INSTANCE_ATTRIBUTES:
-        client = QuicConnection(configuration=QuicConfiguration(is_client=True))
+        configuration = QuicConfiguration(is_client=True, quic_logger=QuicLogger())
+        client = QuicConnection(configuration=configuration)
         kind = CONNECTION_INSTANCE_ATTRIBUTES[name]
         assert isinstance(getattr(client, name, None), kind), f"QuicConnection().{name} is gone"
     elif name == "largest_received_packet":

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from qrpc.errors import RegistryError
-from qrpc.registry import MAX_CMD_ID, Registry
+from qrpc.registry import MAX_CMD_ID, RESERVED_CMD_IDS, Registry
 from qrpc_codecs import get_codec
 from qrpc_codecs.json import codec as json_codec
 from qrpc_codecs.msgpack import codec as msgpack_codec
@@ -72,11 +72,21 @@ def test_register_returns_the_type() -> None:
     assert Registry().register(7, Ping) is Ping
 
 
-@pytest.mark.parametrize("cmd_id", [1, 2, 0xFFFF, MAX_CMD_ID], ids=["1", "2", "u16-max", "u32-max"])
+@pytest.mark.parametrize(
+    "cmd_id",
+    [1, 2, 0xFFFF, RESERVED_CMD_IDS.start - 1],
+    ids=["1", "2", "u16-max", "below-reserved"],
+)
 def test_register_accepts_every_cmd_id_in_range(cmd_id: int) -> None:
     reg = Registry()
     reg.register(cmd_id, Ping)
     assert reg.type_of(cmd_id) is Ping
+
+
+@pytest.mark.parametrize("cmd_id", [RESERVED_CMD_IDS.start, MAX_CMD_ID])
+def test_the_built_in_services_range_is_refused(cmd_id: int) -> None:
+    with pytest.raises(RegistryError, match="reserved"):
+        Registry().register(cmd_id, Ping)
 
 
 def test_max_cmd_id_is_the_u32_maximum() -> None:

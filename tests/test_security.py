@@ -485,7 +485,8 @@ OWN_CERT_CASES: dict[str, tuple[Callable[[TestPKI, TestPKI], Issued], str]] = {
     "signed-by-another-ca": (
         lambda p, o: o.issue(NODE_ID),
         r"^peers would refuse this certificate: "
-        r"certificate issuer CN=some other CA is not a trusted CA$",
+        r"certificate issuer CN=some other CA is not a trusted CA \(this node trusts the CA in "
+        r".*ca-\d+\.crt; use certificates issued by the same CA\)$",
     ),
     "eku-client-auth-only": (
         lambda p, o: p.issue(NODE_ID, usages=("client",)),
@@ -618,7 +619,8 @@ def test_cert_file_without_its_intermediate_is_refused(tmp_path: Path) -> None:
     assert error.path == str(cert_path)
     assert error.reason == (
         "peers would refuse this certificate: "
-        "certificate issuer CN=intermediate CA is not a trusted CA"
+        "certificate issuer CN=intermediate CA is not a trusted CA "
+        f"(this node trusts the CA in {root.ca_path}; use certificates issued by the same CA)"
     )
 
 

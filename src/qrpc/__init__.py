@@ -15,6 +15,7 @@ Quick start::
         await node.send(peer_id, Ping("hello"))
 """
 
+from qrpc.app import App as App, NodeSettings as NodeSettings
 from qrpc.codes import ErrorCode as ErrorCode, RemoteErrorCode as RemoteErrorCode
 from qrpc.config import (
     Limits as Limits,
@@ -53,6 +54,7 @@ from qrpc.errors import (
     SelfConnection as SelfConnection,
 )
 from qrpc.hooks.specs import hookimpl as hookimpl, hookspec as hookspec
+from qrpc.hooks.srv import SrvDiscovery as SrvDiscovery
 from qrpc.hooks.tracer import (
     BaseTracer as BaseTracer,
     TraceEvent as TraceEvent,
@@ -77,6 +79,8 @@ from qrpc.runtime.events import (
 )
 from qrpc.runtime.handlers import HandlerSpec as HandlerSpec
 from qrpc.runtime.link import LinkStats as LinkStats
+from qrpc.runtime.services import Health as Health, HealthCheck as HealthCheck
+from qrpc.runtime.stats import NodeStats as NodeStats
 from qrpc.tls.credentials import TLS as TLS
 from qrpc.tls.identity import PeerIdentity as PeerIdentity
 
@@ -85,6 +89,7 @@ __version__ = "0.1.0"
 __all__ = [
     "TLS",
     "AddressError",
+    "App",
     "Backoff",
     "BaseTracer",
     "ConfigError",
@@ -105,6 +110,8 @@ __all__ = [
     "FailureKind",
     "HandlerSpec",
     "HandshakeError",
+    "Health",
+    "HealthCheck",
     "HeaderError",
     "IncompatiblePeer",
     "Limits",
@@ -115,6 +122,8 @@ __all__ = [
     "NoCommonCodec",
     "NodeClosed",
     "NodeEvent",
+    "NodeStats",
+    "NodeSettings",
     "Peer",
     "PeerAddress",
     "PeerAuthError",
@@ -136,6 +145,7 @@ __all__ = [
     "RequestTimeout",
     "SchemaMismatch",
     "SelfConnection",
+    "SrvDiscovery",
     "TraceEvent",
     "TraceKind",
     "Tracer",

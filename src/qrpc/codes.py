@@ -94,3 +94,5 @@ class RemoteErrorCode(IntEnum):
     handler was cancelled, or never started."""
     DEADLINE_EXCEEDED = 8
     """The request's deadline passed before the handler finished; it was cancelled."""
+    NOT_AUTHORIZED = 9
+    """The sender may not use this service (built-in introspection: ``docs/services.md``)."""

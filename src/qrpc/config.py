@@ -35,6 +35,7 @@ __all__ = [
     "check_registry",
     "check_schema_mode",
     "check_peer",
+    "check_peers",
     "resolve_codecs",
 ]
 
@@ -133,6 +134,8 @@ class Limits:
         max_concurrent_requests: requests this node may have outstanding in all.
         max_header_bytes: largest headers section of a received frame, in
             bytes (at most 65535); announced in HELLO, so senders check it.
+        discovery_interval: seconds between two rounds of asking the
+            discovery plugins (``qrpc_discover_peers``) for peers.
     """
 
     max_message_size: int = 4 * MiB
@@ -148,6 +151,7 @@ class Limits:
     drain_timeout: float = 10.0
     max_concurrent_requests: int = 65536
     max_header_bytes: int = 4096
+    discovery_interval: float = 10.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -190,6 +194,11 @@ class QuicSettings:
         congestion_control: "reno" or "cubic".
         retry: validate client addresses with a Retry packet before keeping
             any state (recommended beyond loopback; costs one round trip).
+        qlog_dir: debugging only: write one qlog file (JSON) per connection
+            into this directory, created if missing.
+        key_log_file: debugging only: append the TLS secrets of every
+            connection to this file in SSLKEYLOGFILE format (Wireshark).
+            Anyone who has the file can decrypt the traffic it covers.
     """
 
     max_datagram_size: int = 1200
@@ -200,6 +209,8 @@ class QuicSettings:
     dead_peer_timeout: float | None = 10.0
     congestion_control: Literal["reno", "cubic"] = "reno"
     retry: bool = False
+    qlog_dir: str | os.PathLike[str] | None = None
+    key_log_file: str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
         _check_int("QuicSettings.max_datagram_size", self.max_datagram_size, 1200, 65527)
@@ -231,6 +242,10 @@ class QuicSettings:
             )
         if not isinstance(self.retry, bool):
             raise ConfigError("QuicSettings.retry", f"must be a bool, got {self.retry!r}")
+        if self.qlog_dir is not None:
+            object.__setattr__(self, "qlog_dir", _writable_dir(self.qlog_dir))
+        if self.key_log_file is not None:
+            object.__setattr__(self, "key_log_file", _writable_file(self.key_log_file))
 
     @property
     def dead_after(self) -> float | None:
@@ -239,6 +254,36 @@ class QuicSettings:
         if self.dead_peer_timeout is None or self.keepalive_interval is None:
             return None
         return min(self.dead_peer_timeout, self.idle_timeout)
+
+
+def _writable_dir(path: object) -> str:
+    name = "QuicSettings.qlog_dir"
+    if not isinstance(path, str | os.PathLike):
+        raise ConfigError(name, f"must be a directory path, got {path!r}")
+    directory = os.fspath(path)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(name, f"cannot create directory {directory!r}: {exc.strerror}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(name, f"{directory!r} is not a writable directory")
+    return str(directory)
+
+
+def _writable_file(path: object) -> str:
+    name = "QuicSettings.key_log_file"
+    if not isinstance(path, str | os.PathLike):
+        raise ConfigError(name, f"must be a file path, got {path!r}")
+    file = str(os.fspath(path))
+    parent = os.path.dirname(os.path.abspath(file))
+    if os.path.isdir(file):
+        raise ConfigError(name, f"{file!r} is a directory, not a file")
+    if os.path.exists(file):
+        if not os.access(file, os.W_OK):
+            raise ConfigError(name, f"{file!r} is not writable")
+    elif not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(name, f"cannot create {file!r}: {parent!r} is not a writable directory")
+    return file
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -277,6 +322,23 @@ def check_peer(peer: object) -> PeerAddress:
     if not isinstance(peer, PeerAddress):
         raise ConfigError("Node.peers", f"entries must be qrpc.PeerAddress, got {peer!r}")
     return peer
+
+
+def check_peers(peers: object) -> list[PeerAddress]:
+    """Return `peers` (an iterable of `PeerAddress`) as a list, else raise
+    `ConfigError` naming ``Node.peers`` and the fix."""
+    if isinstance(peers, PeerAddress):
+        raise ConfigError(
+            "Node.peers",
+            f"must be a list of qrpc.PeerAddress, got a single one ({peers}): "
+            "pass peers=[qrpc.Peer(...)]",
+        )
+    if isinstance(peers, str | bytes) or not isinstance(peers, Iterable):
+        raise ConfigError(
+            "Node.peers",
+            f"must be a list of qrpc.PeerAddress, got {peers!r}: pass peers=[qrpc.Peer(...)]",
+        )
+    return [check_peer(peer) for peer in peers]
 
 
 def check_node_id(wanted: str | None, tls: object) -> str:

@@ -17,7 +17,7 @@ The tree::
     │   └── HeadersTooLarge
     ├── ConnectError                         dialing a peer failed
     │   ├── AddressError                     the address cannot be resolved or used
-    │   ├── ConnectTimeout (also TimeoutError)  no handshake within the deadline
+    │   ├── ConnectTimeout (also TimeoutError)  no answer, or no handshake, in time
     │   ├── ConnectionRefused                the peer closed the link during setup
     │   │   ├── ConnectionLimitReached       ... because it is full
     │   │   ├── DuplicateLink                ... because a link to it already exists
@@ -204,7 +204,8 @@ class AddressError(ConnectError):
 
 
 class ConnectTimeout(ConnectError, TimeoutError):
-    """No TLS + HELLO exchange within the handshake deadline.
+    """The peer did not answer within ``Limits.connect_timeout``, or the TLS +
+    HELLO exchange did not finish within ``Limits.handshake_timeout``.
 
     The port may be closed, filtered or silent, or the peer overloaded;
     retrying later may work.
@@ -301,7 +302,8 @@ class PeerIdMismatch(HandshakeError):
 
 
 class SelfConnection(HandshakeError):
-    """The dialed address is this node itself (or a node using a clone of its certificate)."""
+    """The peer presented this node's own node ID: the dialed address is this node
+    itself, or the same certificate is in use by two nodes."""
 
 
 class PeerNotFound(QrpcError, KeyError):
@@ -324,12 +326,28 @@ class NodeClosed(QrpcError):
 
 
 class MessageTooLarge(QrpcError, ValueError):
-    """The encoded message exceeds the maximum message size; nothing was sent."""
+    """The encoded message exceeds the maximum message size; nothing was sent.
 
-    def __init__(self, size: int, limit: int) -> None:
+    `limit` is this node's ``Limits.max_message_size``, or -- when `peer_id`
+    is set -- the largest message that peer announced it accepts (its own
+    ``Limits.max_message_size``).
+    """
+
+    def __init__(self, size: int, limit: int, *, peer_id: str | None = None) -> None:
         self.size = size
         self.limit = limit
-        super().__init__(f"encoded message is {size} bytes, the limit is {limit} bytes")
+        self.peer_id = peer_id
+        if peer_id is None:
+            detail = (
+                f"this node's Limits.max_message_size is {limit} bytes: raise it (on the "
+                "receiving nodes too, which enforce their own), or send smaller messages"
+            )
+        else:
+            detail = (
+                f"peer {peer_id} announced it accepts at most {limit} bytes: raise "
+                "Limits.max_message_size on that receiving node, or send smaller messages"
+            )
+        super().__init__(f"encoded message is {size} bytes; {detail}")
 
 
 class MessageEncodeError(QrpcError, TypeError):

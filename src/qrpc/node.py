@@ -18,6 +18,7 @@ from qrpc.config import (
     check_listen,
     check_node_id,
     check_peer,
+    check_peers,
     check_registry,
     check_schema_mode,
     resolve_codecs,
@@ -29,13 +30,13 @@ from qrpc.ids import normalize_node_id
 from qrpc.policy import Backoff
 from qrpc.registry import Registry
 from qrpc.runtime.core import Runtime, until_signalled
-from qrpc.runtime.dialer import DialState
 from qrpc.runtime.events import EventHub, EventStream
 from qrpc.runtime.handlers import HandlerSpec, HandlerT, HandlerTable
-from qrpc.runtime.link import LinkStats, PeerLink
+from qrpc.runtime.link import PeerLink
+from qrpc.runtime.queries import NodeQueries
+from qrpc.runtime.services import Services
 from qrpc.schema import SchemaMode
 from qrpc.tls.credentials import TLS
-from qrpc.tls.identity import PeerIdentity
 from qrpc.transport.endpoint import Endpoint
 from qrpc.wire.sections import Headers
 
@@ -45,7 +46,7 @@ log = logging.getLogger("qrpc.node")
 R = TypeVar("R", bound=msgspec.Struct)
 
 
-class Node:
+class Node(NodeQueries):
     """A qrpc node: one UDP port that accepts and dials mutually authenticated links.
 
     Args:
@@ -64,6 +65,8 @@ class Node:
             decodes safely both ways (``"compatible"``), at all (``"strict"``), or never.
         plugins: plugin modules or instances to register.
         autoload_plugins: also load plugins from the ``qrpc`` entry-point group.
+        introspection: the built-in ``peers``/``stats`` service: False (off), True,
+            or node IDs allowed to use it (``docs/services.md``).
 
     Raises:
         ConfigError: at construction, for any unusable argument.
@@ -85,6 +88,7 @@ class Node:
         schema: SchemaMode = "compatible",
         plugins: Iterable[object] = (),
         autoload_plugins: bool = True,
+        introspection: bool | Iterable[str] = False,
     ) -> None:
         self.id = check_node_id(id, tls)
         self.registry = check_registry(registry)
@@ -95,11 +99,17 @@ class Node:
         self.backoff = backoff if backoff is not None else Backoff()
         self.schema = check_schema_mode(schema)
         self._listen = check_listen(listen)
-        self._bootstrap = [check_peer(p) for p in peers]
+        self._bootstrap = check_peers(peers)
         self.plugin_manager = get_plugin_manager(plugins, autoload=autoload_plugins)
         self._plugins = Plugins(self.plugin_manager, self)
         self.codecs = resolve_codecs(codecs, registry, bundled=self._plugins.codecs())
-        self._handlers = HandlerTable(self.registry)
+        self._services = Services(
+            self.registry,
+            introspection,
+            authorize=self._plugins.authorize_introspection,
+            stats=self.stats,
+        )
+        self._handlers = HandlerTable(self.registry, self._services.handlers)
         self._hub = EventHub()
         self._run: Runtime | None = None
         self._started = False
@@ -162,7 +172,7 @@ class Node:
             listen=self._listen,
             tls=self.tls,
             schema=self.schema,
-            registry=self.registry,
+            registry=self._services.registry,
             codecs=self.codecs,
             handlers=self._handlers.view,
             limits=self.limits,
@@ -175,8 +185,10 @@ class Node:
             run.abandon()
             raise NodeClosed("the node was closed while starting")
         self._run = run
+        self._services.start()
         for peer in self._bootstrap:
             run.dial(peer)
+        run.discover(self._bootstrap, self.limits)
         self._plugins.node_started()
         log.info("node %s listening on %s:%d", self.id, *self.address)
 
@@ -242,19 +254,7 @@ class Node:
         """True between a completed `start()` and `close()`."""
         return self._run is not None and not self._closed
 
-    # -- peers ---------------------------------------------------------------------
-
-    def peers(self) -> list[str]:
-        """IDs of the peers with a live link, sorted."""
-        return self._run.table.ids() if self._run is not None else []
-
-    def is_connected(self, peer_id: str) -> bool:
-        """Whether `peer_id` (in any spelling) has a live link."""
-        return self._run is not None and self._run.table.find(peer_id) is not None
-
-    def identity(self, peer_id: str) -> PeerIdentity:
-        """The verified certificate identity of a connected peer (else `PeerNotFound`)."""
-        return self._running_link(peer_id)[1].identity
+    # -- peers (and the queries of `NodeQueries`: peers, identity, stats, ...) -------
 
     async def reauthorize(self) -> list[str]:
         """Run the auth hooks again for every live link; close those they no longer
@@ -264,14 +264,6 @@ class Node:
         if self._run is None:
             return []
         return await self._run.admission.reauthorize()
-
-    def link_stats(self, peer_id: str) -> LinkStats:
-        """A snapshot of the queues and credit of the link to `peer_id` (else `PeerNotFound`)."""
-        return self._running_link(peer_id)[1].stats()
-
-    def dial_states(self) -> list[DialState]:
-        """What the dial loop of each bootstrap peer is doing, in the order added."""
-        return [loop.state() for loop in self._run.loops] if self._run is not None else []
 
     def add_peer(self, peer: PeerAddress) -> None:
         """Dial another bootstrap peer (now if the node runs, else at `start()`)."""
@@ -380,6 +372,7 @@ class Node:
             headers: str keys to str or bytes values (``ctx.headers``).
 
         Raises:
+            ValueError: `timeout` is not a positive number of seconds; nothing was sent.
             RequestTimeout: no reply in time (also a `TimeoutError`).
             RemoteError: the peer's handler raised, or it could not route the request.
             PeerDisconnected: the link dropped before the reply.

@@ -10,7 +10,8 @@ types are added.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -18,9 +19,12 @@ import msgspec
 from qrpc.errors import RegistryError
 from qrpc_codecs import Codec, CodecError
 
-__all__ = ["MAX_CMD_ID", "Registry"]
+__all__ = ["MAX_CMD_ID", "RESERVED_CMD_IDS", "Registry"]
 
 MAX_CMD_ID: Final = 0xFFFF_FFFF  # cmd_id is a u32 on the wire; 0 is reserved
+RESERVED_CMD_IDS: Final = range(0xFFFF_FF00, MAX_CMD_ID + 1)
+"""cmd_ids of the built-in services every node answers (``docs/services.md``)."""
+_RESERVED_TEXT: Final = f"{RESERVED_CMD_IDS.start:#x}..{MAX_CMD_ID:#x}"
 S = TypeVar("S", bound=msgspec.Struct)
 Decoder = Callable[[bytes], msgspec.Struct]
 
@@ -35,24 +39,66 @@ class Registry:
         registry.register(2, Pong)
     """
 
-    __slots__ = ("_by_id", "_by_type", "_decoders")
+    __slots__ = ("__weakref__", "_by_id", "_by_type", "_decoders", "_derived", "_hidden")
 
     def __init__(self) -> None:
         self._by_id: dict[int, type[msgspec.Struct]] = {}
         self._by_type: dict[type[msgspec.Struct], int] = {}
         self._decoders: dict[str, tuple[Codec, dict[int, Decoder]]] = {}
+        self._derived: weakref.WeakSet[Registry] = weakref.WeakSet()
+        self._hidden = 0  # built-in service types (only in `with_services` registries)
 
     def register(self, cmd_id: int, type_: type[S]) -> type[S]:
         """Map `cmd_id` to `type_` (returns `type_`, so it also works as a decorator
         through `functools.partial`).
 
+        cmd_ids 0xFFFFFF00..0xFFFFFFFF (`RESERVED_CMD_IDS`) belong to the built-in
+        services every node answers (``docs/services.md``); applications cannot
+        register them.
+
         Raises:
-            RegistryError: `cmd_id` is out of range, `type_` is not a msgspec
-                Struct, either is already registered, or a codec already in
-                use cannot encode the type.
+            RegistryError: `cmd_id` is out of range or reserved, `type_` is not a
+                msgspec Struct, either is already registered, or a codec already
+                in use cannot encode the type.
         """
         if isinstance(cmd_id, bool) or not isinstance(cmd_id, int) or not 1 <= cmd_id <= MAX_CMD_ID:
             raise RegistryError(f"cmd_id must be an int in 1..{MAX_CMD_ID}, got {cmd_id!r}")
+        if cmd_id in RESERVED_CMD_IDS:
+            raise RegistryError(
+                f"cmd_id {cmd_id:#x} is in the range reserved for built-in services "
+                f"({_RESERVED_TEXT}); use a cmd_id below {RESERVED_CMD_IDS.start:#x}"
+            )
+        registries = [self, *self._derived]
+        prepared = [(registry, registry._prepare(cmd_id, type_)) for registry in registries]
+        for registry, built in prepared:  # all or nothing: no table learns a refused type
+            registry._insert(cmd_id, type_, built)
+        return type_
+
+    def with_services(self, services: Iterable[tuple[int, type[msgspec.Struct]]]) -> Registry:
+        """A registry with this one's types and the built-in `services` (reserved
+        cmd_ids), kept up to date as types are registered here.  This registry is
+        unchanged.  Iterating it (and so the schema a node sends) shows only this
+        registry's types; a codec that cannot carry a service type just has no
+        decoder for it.
+
+        Raises:
+            RegistryError: a service cmd_id is outside `RESERVED_CMD_IDS`.
+        """
+        derived = Registry()
+        for cmd_id, type_ in self._by_id.items():
+            derived._insert(cmd_id, type_, [])
+        for cmd_id, type_ in services:
+            if cmd_id not in RESERVED_CMD_IDS:
+                raise RegistryError(f"service cmd_id {cmd_id:#x} is outside {_RESERVED_TEXT}")
+            derived._insert(cmd_id, type_, derived._prepare(cmd_id, type_))
+            derived._hidden += 1
+        self._derived.add(derived)
+        return derived
+
+    def _prepare(
+        self, cmd_id: int, type_: type[msgspec.Struct]
+    ) -> list[tuple[dict[int, Decoder], Decoder]]:
+        """Check that `cmd_id` and `type_` are free here; build their decoders."""
         if not (isinstance(type_, type) and issubclass(type_, msgspec.Struct)):
             raise RegistryError(f"message types must be msgspec.Struct subclasses, got {type_!r}")
         existing = self._by_id.get(cmd_id)
@@ -67,12 +113,24 @@ class Registry:
                 f"{type_.__qualname__} is already registered as cmd_id {other_id}; "
                 f"cannot register it again as {cmd_id}"
             )
-        built = [(table, _build_decoder(codec, type_)) for codec, table in self._decoders.values()]
-        for table, decoder in built:  # all or nothing: no table learns a refused type
+        service = cmd_id in RESERVED_CMD_IDS
+        built = []
+        for codec, table in self._decoders.values():
+            decoder = _decoder_or_none(codec, type_) if service else _build_decoder(codec, type_)
+            if decoder is not None:
+                built.append((table, decoder))
+        return built
+
+    def _insert(
+        self,
+        cmd_id: int,
+        type_: type[msgspec.Struct],
+        built: list[tuple[dict[int, Decoder], Decoder]],
+    ) -> None:
+        for table, decoder in built:
             table[cmd_id] = decoder
         self._by_id[cmd_id] = type_
         self._by_type[type_] = cmd_id
-        return type_
 
     def cmd_id_of(self, type_: type[msgspec.Struct]) -> int:
         """Return the cmd_id of `type_`.
@@ -105,7 +163,14 @@ class Registry:
         entry = self._decoders.get(codec.name)
         if entry is not None and entry[0] is codec:
             return entry[1]
-        table = {cmd_id: _build_decoder(codec, type_) for cmd_id, type_ in self._by_id.items()}
+        table = {
+            cmd_id: _build_decoder(codec, type_)
+            for cmd_id, type_ in self._by_id.items()
+            if cmd_id not in RESERVED_CMD_IDS
+        }
+        for cmd_id, type_ in self._by_id.items():
+            if cmd_id in RESERVED_CMD_IDS and (decoder := _decoder_or_none(codec, type_)):
+                table[cmd_id] = decoder
         self._decoders[codec.name] = (codec, table)
         return table
 
@@ -149,10 +214,10 @@ class Registry:
         return item in self._by_id or item in self._by_type
 
     def __iter__(self) -> Iterator[tuple[int, type[msgspec.Struct]]]:
-        return iter(sorted(self._by_id.items()))
+        return iter(sorted(i for i in self._by_id.items() if i[0] not in RESERVED_CMD_IDS))
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self._by_id) - self._hidden
 
     def __repr__(self) -> str:
         entries = ", ".join(f"{i}: {t.__qualname__}" for i, t in self)
@@ -166,6 +231,13 @@ def _build_decoder(codec: Codec, type_: type[msgspec.Struct]) -> Decoder:
         raise RegistryError(
             f"codec {codec.name!r} cannot carry {type_.__qualname__}: {exc}"
         ) from exc
+
+
+def _decoder_or_none(codec: Codec, type_: type[msgspec.Struct]) -> Decoder | None:
+    try:
+        return codec.decoder(type_)
+    except CodecError:
+        return None
 
 
 def _name(obj: object) -> str:

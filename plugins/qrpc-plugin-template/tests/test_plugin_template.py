@@ -159,6 +159,28 @@ async def test_the_installed_plugin_is_autoloaded(
     assert node.id not in plugin.nodes
 
 
+async def test_the_installed_plugin_logs_only_when_asked_to(
+    qrpc_network: NetworkFactory,
+    registry: qrpc.Registry,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.delenv("QRPC_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    monkeypatch.delenv(qrpc_plugin_template.ENV_ENABLE, raising=False)
+    plugin = qrpc_plugin_template.plugin
+    assert plugin.plugin_status().startswith("inert: set QRPC_AUDIT=1")
+    net = qrpc_network(registry)
+    with caplog.at_level(logging.INFO, qrpc_plugin_template.LOGGER_NAME):
+        a, b = await net.nodes(2, autoload_plugins=True)
+        assert b.id in plugin.links(a.id)  # tracked, not logged
+        assert not [r for r in caplog.records if r.name == qrpc_plugin_template.LOGGER_NAME]
+        monkeypatch.setenv(qrpc_plugin_template.ENV_ENABLE, "1")
+        assert plugin.plugin_status().startswith("active")
+        await net.restart(b)
+        await net.wait_linked(a, b, timeout=TIMEOUT)
+    assert [r for r in caplog.records if " up " in r.getMessage()]
+
+
 async def test_unknown_codes_and_untracked_links_do_not_raise(
     qrpc_network: NetworkFactory,
     registry: qrpc.Registry,

@@ -2,11 +2,19 @@
 
 ::
 
-    qrpc certs DIR [--nodes N] [--domain D]   issue a CA and N node certificates
-    qrpc plugins                              list installed plugins and their hooks
-    qrpc codecs                               list available codecs
+    qrpc run TARGET [--listen H:P] [options]  serve an App or Node until SIGTERM
+    qrpc ping HOST:PORT [--count N]           ask a node whether it is alive
+    qrpc call HOST:PORT CMD_ID JSON --app T   send one request, print the reply as JSON
+    qrpc peers HOST:PORT [--json]             a node's live links (introspection)
+    qrpc stats HOST:PORT [--json]             a node's totals and links (introspection)
+    qrpc certs init CA_DIR [--constrained]    create a CA (ca.crt, ca.key)
+    qrpc certs issue CA_DIR OUT_DIR --name N  sign one node certificate into OUT_DIR
+    qrpc certs show FILE                      describe a certificate (node ID, validity)
+    qrpc certs DIR [--nodes N] [--domain D]   demo set-up: CA in DIR/ca/, N nodes in DIR
     qrpc schema export --app TARGET [--out F] write the registry's schema as JSON
     qrpc schema diff OLD NEW                  compare two exports; exit 1 if breaking
+    qrpc plugins                              list plugins and their hooks (exit 1: broken)
+    qrpc codecs                               list available codecs
 
 TARGET is ``package.module:attr`` or ``path/to/file.py:attr``.  A mistake on
 the command line prints one line, ``qrpc: ...``, and exits with status 2.
@@ -15,16 +23,17 @@ Each subcommand lives in its own module with an ``add_commands(commands)``.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from qrpc.cli import certs, listing, schema
+from qrpc.cli import certs, client, listing, run, schema
 from qrpc.cli._common import USAGE_ERROR, Parser, UsageError, name_choices
 
 __all__ = ["main"]
 
-_COMMANDS = (certs, listing, schema)
+_COMMANDS = (run, client, certs, schema, listing)
 
 
 def _version() -> str:
@@ -49,6 +58,8 @@ def _main(argv: Sequence[str] | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``qrpc`` command; returns the exit status (2: a usage mistake,
     reported as one line on stderr)."""
+    if os.getcwd() not in sys.path and "" not in sys.path:  # the console script's case:
+        sys.path.insert(0, os.getcwd())  # a module:attr target may live where qrpc is run
     try:
         return _main(argv)
     except UsageError as exc:

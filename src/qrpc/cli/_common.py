@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
-__all__ = ["USAGE_ERROR", "Parser", "UsageError", "name_choices"]
+T = TypeVar("T")
+
+__all__ = ["USAGE_ERROR", "Parser", "UsageError", "argument_type", "name_choices"]
 
 USAGE_ERROR = 2  # exit status of a mistake on the command line
 
@@ -26,3 +29,16 @@ class Parser(argparse.ArgumentParser):
 def name_choices(commands: Any) -> None:
     """Name the subcommands in "required" errors (argparse would name the dest)."""
     commands.metavar = "{" + ",".join(commands.choices) + "}"
+
+
+def argument_type(check: Callable[[str], T]) -> Callable[[str], T]:
+    """`check` as an argparse ``type=``: its ValueError becomes argparse's one-line error."""
+
+    def convert(text: str) -> T:
+        try:
+            return check(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = getattr(check, "__name__", "value")  # argparse names it in errors
+    return convert

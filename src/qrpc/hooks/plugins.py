@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from qrpc.config import PeerAddress
 from qrpc.hooks.tracer import Tracer, adapt
 from qrpc.hooks.view import NodeView
 from qrpc.policy import FailureKind
 
 if TYPE_CHECKING:
-    from qrpc.config import PeerAddress
     from qrpc.tls.identity import PeerIdentity
     from qrpc.wire.hello import Hello
     from qrpc_codecs import Codec
@@ -120,6 +120,20 @@ class Plugins:
                 return False
         return all(value is not False for value in values)
 
+    def authorize_introspection(self, peer_id: str, identity: PeerIdentity) -> bool | None:
+        """The introspection hooks' verdict on `peer_id`: False if any impl says
+        False or raises, else True if any says True, else None (no opinion)."""
+        try:
+            results = self.pm.hook.qrpc_authorize_introspection(
+                node=self._node, peer_id=peer_id, identity=identity
+            )
+        except Exception:
+            log.exception("an introspection hook raised; refusing peer %s", peer_id)
+            return False
+        if any(result is False for result in results):
+            return False
+        return True if any(result is True for result in results) else None
+
     def next_reconnect_delay(
         self, peer: PeerAddress, attempt: int, error: BaseException, kind: FailureKind
     ) -> float | None:
@@ -146,6 +160,31 @@ class Plugins:
                 log.error("a qrpc_link_tracer hook returned an unusable tracer: %s", exc)
         return tracers
 
+    def implements(self, name: str) -> bool:
+        """Whether any plugin implements hook `name`."""
+        return bool(getattr(self.pm.hook, name).get_hookimpls())
+
+    async def discover_peers(self, timeout: float) -> list[PeerAddress]:
+        """Ask every ``qrpc_discover_peers`` impl for peers (`timeout` seconds each,
+        async ones concurrently); one that raises, times out or returns something
+        other than `PeerAddress` items contributes nothing this round (logged)."""
+        results = self._each("qrpc_discover_peers", {}, "no peers from it this round")
+        found: list[PeerAddress] = []
+        pending = [r for r in results if inspect.isawaitable(r)]
+        answers = await asyncio.gather(
+            *(asyncio.wait_for(r, timeout) for r in pending), return_exceptions=True
+        )
+        for answer in [r for r in results if not inspect.isawaitable(r)] + answers:
+            if isinstance(answer, TimeoutError):
+                log.warning("a qrpc_discover_peers hook took over %.1f s; skipped", timeout)
+            elif isinstance(answer, Exception):
+                log.error("a qrpc_discover_peers hook raised", exc_info=answer)
+            elif isinstance(answer, BaseException):
+                raise answer
+            elif answer is not None:
+                found += _addresses(answer)
+        return found
+
     def codecs(self) -> Iterable[Codec]:
         """Codecs that plugins bundle (``qrpc_register_codecs``); errors propagate
         to the node's constructor, which reports them as `ConfigError`."""
@@ -155,3 +194,15 @@ class Plugins:
 
 def _wraps(impl: pluggy.HookImpl) -> bool:
     return bool(impl.wrapper or impl.hookwrapper)
+
+
+def _addresses(answer: object) -> list[PeerAddress]:
+    try:
+        items = list(answer)  # type: ignore[call-overload]
+    except TypeError:
+        items = [answer]
+    good = [item for item in items if isinstance(item, PeerAddress)]
+    if len(good) != len(items):
+        log.error("a qrpc_discover_peers hook returned something other than PeerAddress items")
+        return []
+    return good

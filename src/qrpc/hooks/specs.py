@@ -126,6 +126,23 @@ class HookSpecs:
         :param dialed: True if this node dialed the peer.
         """
 
+    @hookspec
+    def qrpc_authorize_introspection(
+        self, node: NodeView, peer_id: str, identity: PeerIdentity
+    ) -> bool | None:
+        """Allow or refuse a peer the built-in introspection service (``peers``, ``stats``).
+
+        Asked only when introspection is on (``Node(introspection=...)``), for
+        each such request.  Every impl is called: any False -- or any impl
+        raising -- refuses (NOT_AUTHORIZED); otherwise any True allows, and
+        None leaves it to the node IDs the node lists.  May not be async.
+        Cost: once per introspection request.
+
+        :param node: the node.
+        :param peer_id: the requester's node ID.
+        :param identity: its verified certificate identity.
+        """
+
     # -- reconnect policy -------------------------------------------------------
 
     @hookspec(firstresult=True)
@@ -151,6 +168,23 @@ class HookSpecs:
         :param attempt: failed attempts in a row, starting at 1.
         :param error: the failure (a `ConnectError` subclass, usually).
         :param kind: its `FailureKind` from `qrpc.policy.classify_failure`.
+        """
+
+    # -- discovery -------------------------------------------------------------
+
+    @hookspec
+    def qrpc_discover_peers(
+        self, node: NodeView
+    ) -> Iterable[PeerAddress] | Awaitable[Iterable[PeerAddress] | None] | None:
+        """Return the peers this plugin knows of (an ``async def`` impl is fine).
+
+        Called when the node starts and then every ``Limits.discovery_interval``
+        seconds; the node dials each address it has no dial loop for yet, like a
+        bootstrap peer (redials, backoff, events).  Return every peer each time:
+        the node keeps the set.  An impl that raises, or takes longer than the
+        interval, contributes nothing that round (logged).  Cost: once per round.
+
+        :param node: the node.
         """
 
     # -- tracing ---------------------------------------------------------------

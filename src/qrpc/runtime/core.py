@@ -33,6 +33,7 @@ from qrpc.hooks.tracer import TraceEvent, scopes
 from qrpc.registry import Registry
 from qrpc.runtime.context import NodeHandle
 from qrpc.runtime.dialer import Dialer, DialLoop
+from qrpc.runtime.discovery import Discovery
 from qrpc.runtime.events import NodeEvent
 from qrpc.runtime.handlers import HandlerSpec
 from qrpc.runtime.handshake import Admission
@@ -44,6 +45,7 @@ from qrpc.runtime.tasks import STOP_GRACE, cancel_within
 from qrpc.schema import SchemaMode
 from qrpc.tls.credentials import TLS
 from qrpc.transport.endpoint import Endpoint
+from qrpc.transport.refusals import RefusalLog
 from qrpc.wire.sections import Headers, check_user_headers, encode_deadline
 from qrpc_codecs import Codec
 
@@ -59,6 +61,7 @@ class Runtime:
         "_stable_after",
         "admission",
         "dialer",
+        "discovery",
         "endpoint",
         "loops",
         "requests",
@@ -83,6 +86,7 @@ class Runtime:
         self.dialer = dialer
         self.requests = requests
         self.loops: list[DialLoop] = []
+        self.discovery: Discovery | None = None
         self._plugins = plugins
         self._emit = emit
         self._stable_after = stable_after
@@ -111,6 +115,7 @@ class Runtime:
                 description does not fit in a HELLO.
         """
         requests = RequestTable(limits.max_concurrent_requests)
+        refusals = RefusalLog()
         table = PeerTable(
             handlers=handlers, node=node, plugins=plugins, requests=requests, emit=emit
         )
@@ -123,15 +128,24 @@ class Runtime:
             plugins=plugins,
             table=table,
             schema=schema,
+            domain=tls.domain,
+            refused=refusals.refused,
         )
         host, port = listen
         endpoint = await Endpoint.open(
-            host, port, tls=tls, settings=settings, limits=limits, on_accept=admission.accept
+            host,
+            port,
+            tls=tls,
+            settings=settings,
+            limits=limits,
+            on_accept=admission.accept,
+            refusals=refusals,
         )
         dialer = Dialer(
             connect=endpoint.connect,
             family=endpoint.family,
             trust=tls.trust,
+            ca_file=tls.ca_path,
             domain=tls.domain,
             answer_timeout=limits.connect_timeout,
             admit=admission.dialed,
@@ -146,6 +160,19 @@ class Runtime:
             emit=emit,
             stable_after=stable_after,
         )
+
+    def discover(self, bootstrap: list[PeerAddress], limits: Limits) -> None:
+        """Start asking the discovery plugins for peers every
+        ``limits.discovery_interval`` seconds, if any plugin can answer;
+        `bootstrap` are dialed already, at most ``limits.max_peers`` more are."""
+        if self._plugins.implements("qrpc_discover_peers"):
+            self.discovery = Discovery(
+                discover=self._plugins.discover_peers,
+                dial=self.dial,
+                known=set(bootstrap),
+                interval=limits.discovery_interval,
+                limit=limits.max_peers,
+            )
 
     def dial(self, peer: PeerAddress) -> None:
         """Start a dial loop that keeps `peer` connected."""
@@ -169,6 +196,8 @@ class Runtime:
         `close()` may be called from a handler, whose own task is spared.
         """
         current = asyncio.current_task()
+        if self.discovery is not None:
+            await cancel_within([self.discovery.task], STOP_GRACE, "discovery")
         await cancel_within((loop.task for loop in self.loops), STOP_GRACE, "dial loops")
         self.requests.fail_all(NodeClosed("the node is shutting down"))
         await self.admission.stop(keep=current)
@@ -201,6 +230,7 @@ class Runtime:
             check_user_headers(headers)
         outbox = link.outbox
         cmd_id, body = outbox.encode(message)
+        link.messages_out += 1
         if outbox.tracers:
             return self._send_traced(link, cmd_id, body, message, headers)
         section = outbox.encode_headers(headers, body) if headers else b""
@@ -254,17 +284,22 @@ class Runtime:
         or cancellation -- the peer is sent CANCEL.
 
         Raises:
+            ValueError: `timeout` is not a positive number of seconds (nothing
+                is sent).
             RequestTimeout: no reply in time.
             PeerDraining: the peer takes no new requests.
             RemoteError, PeerDisconnected, MessageTooLarge, HeaderError,
                 RegistryError: see `Node.request`.
         """
+        if not timeout > 0:  # also refuses NaN
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         if link.draining:
             raise PeerDraining(f"{link.peer_id} is shutting down: it takes no new requests")
         if headers:
             check_user_headers(headers)
         outbox = link.outbox
         cmd_id, body = outbox.encode(message)
+        link.messages_out += 1
         if not outbox.tracers:
             return await self._request(link, cmd_id, body, message, reply, timeout, headers, None)
         event = TraceEvent("request", link.peer_id, cmd_id, message, 0, 0, dict(headers or {}))

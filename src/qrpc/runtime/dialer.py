@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -61,12 +62,21 @@ class Dialer:
         connect: the endpoint's ``connect``.
         family: the endpoint socket's address family (names resolve in it).
         trust: the node's CA certificates (a peer's own ``ca`` overrides them).
+        ca_file: the file `trust` came from (named in refusals).
         domain: the trust domain of identity SANs.
         answer_timeout: seconds to wait for the first answer of the peer.
         admit: runs HELLO and admission on a connection that completed TLS.
     """
 
-    __slots__ = ("_admit", "_answer_timeout", "_connect", "_domain", "_family", "_trust")
+    __slots__ = (
+        "_admit",
+        "_answer_timeout",
+        "_ca_file",
+        "_connect",
+        "_domain",
+        "_family",
+        "_trust",
+    )
 
     def __init__(
         self,
@@ -74,6 +84,7 @@ class Dialer:
         connect: Connect,
         family: int,
         trust: Sequence[x509.Certificate],
+        ca_file: str | None = None,
         domain: str,
         answer_timeout: float,
         admit: Callable[[Connection], Awaitable[str]],
@@ -81,6 +92,7 @@ class Dialer:
         self._connect = connect
         self._family = family
         self._trust = trust
+        self._ca_file = ca_file
         self._domain = domain
         self._answer_timeout = answer_timeout
         self._admit = admit
@@ -96,7 +108,10 @@ class Dialer:
                 several addresses, the last address's failure).
         """
         policy = PeerPolicy(
-            trust=peer.trust or self._trust, domain=self._domain, expected_id=peer.expected_id
+            trust=peer.trust or self._trust,
+            domain=self._domain,
+            expected_id=peer.expected_id,
+            ca_file=os.fspath(peer.ca) if peer.ca is not None else self._ca_file,
         )
         *others, last = await self._resolve(peer)
         for addr in others:

@@ -40,7 +40,7 @@ from qrpc.codes import RemoteErrorCode
 from qrpc.hooks.tracer import TraceEvent, Tracer, scopes
 from qrpc.runtime.calls import Call, InboundCalls
 from qrpc.runtime.context import Context, NodeHandle
-from qrpc.runtime.handlers import HandlerSpec
+from qrpc.runtime.handlers import HandlerSpec, Refusal
 from qrpc.runtime.link import Inbound, PeerLink
 from qrpc.runtime.tasks import STOP_GRACE, cancel_within
 from qrpc.wire.events import RequestReceived
@@ -361,6 +361,9 @@ class Inbox:
                 _describe(error),
                 exc_info=error,
             )
+            return
+        if isinstance(error, Refusal):  # a built-in service said no, with its own code
+            link.outbox.fail_request(request_id, error.code, str(error))
             return
         log.info("handler for cmd_id %d from %s raised %r", cmd_id, link.peer_id, error)
         link.outbox.fail_request(request_id, RemoteErrorCode.HANDLER_ERROR, _describe(error))

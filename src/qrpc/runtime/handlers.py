@@ -1,4 +1,5 @@
-"""Handlers: `HandlerSpec` (a handler and its concurrency) and the node's `HandlerTable`."""
+"""Handlers: `HandlerSpec` (a handler and its concurrency), the node's `HandlerTable`,
+and `Refusal`, how a built-in service answers with a specific error code."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from qrpc.codes import RemoteErrorCode
 from qrpc.errors import RegistryError
-from qrpc.registry import Registry
+from qrpc.registry import RESERVED_CMD_IDS, Registry
 from qrpc.runtime.context import Context
 
-__all__ = ["Handler", "HandlerSpec", "HandlerT", "HandlerTable"]
+__all__ = ["Handler", "HandlerSpec", "HandlerT", "HandlerTable", "Refusal"]
 
 Handler = Callable[[Context, Any], Awaitable[Any]]
 HandlerT = TypeVar("HandlerT", bound=Handler)
@@ -31,21 +33,34 @@ class HandlerSpec:
             raise RegistryError(f"concurrency must be a positive int, got {concurrency!r}")
 
 
+class Refusal(Exception):
+    """Raised by a built-in service's handler: the request is answered with
+    ERROR `code` and the exception's text (instead of HANDLER_ERROR)."""
+
+    def __init__(self, code: RemoteErrorCode, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+
+
 class HandlerTable(Mapping[int, HandlerSpec]):
     """A node's handlers by cmd_id: read-only as a mapping, added through `decorator`.
 
     Args:
         registry: the node's registry, which checks each handler's cmd_id and type.
+        services: the built-in services' handlers (reserved cmd_ids): in `view`
+            for the dispatcher, hidden from the mapping itself.
     """
 
     __slots__ = ("_registry", "_specs", "view")
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(
+        self, registry: Registry, services: Mapping[int, HandlerSpec] | None = None
+    ) -> None:
         self._registry = registry
-        self._specs: dict[int, HandlerSpec] = {}
+        self._specs: dict[int, HandlerSpec] = dict(services or {})
         self.view: Mapping[int, HandlerSpec] = MappingProxyType(self._specs)
-        """The same handlers as a live read-only mapping whose lookups run in C
-        (what the dispatcher reads for every message)."""
+        """The same handlers, built-in services included, as a live read-only
+        mapping whose lookups run in C (what the dispatcher reads for every message)."""
 
     def decorator(self, cmd_id: int, concurrency: int) -> Callable[[HandlerT], HandlerT]:
         """Return a decorator adding its function as the handler of `cmd_id` (`Node.handler`).
@@ -66,10 +81,12 @@ class HandlerTable(Mapping[int, HandlerSpec]):
         return decorate
 
     def __getitem__(self, cmd_id: int) -> HandlerSpec:
+        if cmd_id in RESERVED_CMD_IDS:
+            raise KeyError(cmd_id)
         return self._specs[cmd_id]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._specs)
+        return (cmd_id for cmd_id in self._specs if cmd_id not in RESERVED_CMD_IDS)
 
     def __len__(self) -> int:
-        return len(self._specs)
+        return sum(1 for _ in self)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, cast
 
 from qrpc.codes import ErrorCode
@@ -29,6 +30,7 @@ from qrpc.errors import (
     ConfigError,
     ConnectError,
     ConnectionLimitReached,
+    ConnectTimeout,
     DuplicateLink,
     NoCommonCodec,
     PeerAuthError,
@@ -43,7 +45,10 @@ from qrpc.runtime.link import PeerLink
 from qrpc.runtime.peers import PeerTable
 from qrpc.runtime.tasks import STOP_GRACE, cancel_within
 from qrpc.schema import RegistrySchema, SchemaMode, check, decode_schema, describe, encode_schema
+from qrpc.tls.identity import DEFAULT_DOMAIN, domain_hint
+from qrpc.transport.closing import format_address
 from qrpc.transport.connection import Connection
+from qrpc.transport.refusals import RefusalLog
 from qrpc.wire.hello import MAX_SCHEMA_SIZE, Hello
 from qrpc_codecs import Codec
 
@@ -64,6 +69,9 @@ class Admission:
         plugins: the node's hooks.
         table: where admitted links are registered.
         schema: how strictly the peer's registry must agree with this one.
+        domain: the trust domain of identity SANs (named in refusals).
+        refused: logs why a peer was refused (address, reason), rate-limited
+            (`RefusalLog.refused`; one of its own if None).
 
     Raises:
         ConfigError: the registry's description does not fit in a HELLO.
@@ -72,10 +80,12 @@ class Admission:
     __slots__ = (
         "_closed",
         "_codecs",
+        "_domain",
         "_incarnation",
         "_limits",
         "_local_id",
         "_plugins",
+        "_refused",
         "_registry",
         "_schema",
         "_schema_mode",
@@ -95,8 +105,12 @@ class Admission:
         plugins: Plugins,
         table: PeerTable,
         schema: SchemaMode,
+        domain: str = DEFAULT_DOMAIN,
+        refused: Callable[[Any, str], None] | None = None,
     ) -> None:
         self._local_id = local_id
+        self._domain = domain
+        self._refused = refused or RefusalLog().refused
         self._incarnation = incarnation
         self._limits = limits
         self._registry = registry
@@ -158,7 +172,12 @@ class Admission:
             hello = await link.hello
             await self.admit(link, hello)
         except ConnectError as exc:
-            log.info("refused a link from %s: %s", link.conn.remote_address, exc)
+            conn = link.conn
+            if isinstance(exc, DuplicateLink | ConnectTimeout) or not conn.closed_locally:
+                # A duplicate resolved, a silent or departed dialer: nothing to fix.
+                log.info("link from %s not admitted: %s", conn.remote_address, exc)
+            else:
+                self._refused(conn.remote_address, str(exc))
         except Exception:
             log.exception("admitting a link from %s failed", link.conn.remote_address)
             link.close(ErrorCode.INTERNAL_ERROR, "internal error")
@@ -181,7 +200,7 @@ class Admission:
             if certified == self._local_id:
                 raise self._refuse(
                     link,
-                    SelfConnection(f"{conn.remote_address} is this node itself"),
+                    SelfConnection(_self_detail(format_address(conn.remote_address), certified)),
                     ErrorCode.SELF_CONNECTION,
                     "connected to itself",
                 )
@@ -216,16 +235,19 @@ class Admission:
         peer_id = hello.node_id
         certified = self._plugins.certified_node_id(link.identity)
         if certified != peer_id:
+            detail = "HELLO does not match the certificate"
+            if certified is None:
+                detail += domain_hint(link.identity, self._domain)
             raise self._refuse(
                 link,
-                PeerIdMismatch(certified, peer_id, "HELLO does not match the certificate"),
+                PeerIdMismatch(certified, peer_id, detail),
                 ErrorCode.PEER_ID_MISMATCH,
                 "node ID does not match the certificate",
             )
         if peer_id == self._local_id:
             raise self._refuse(
                 link,
-                SelfConnection("the peer is this node itself"),
+                SelfConnection(_self_detail(format_address(link.conn.remote_address), peer_id)),
                 ErrorCode.SELF_CONNECTION,
                 "connected to itself",
             )
@@ -358,6 +380,14 @@ class Admission:
         self._closed = True
         tasks = [task for task in self._tasks if task is not keep]
         await cancel_within(tasks, STOP_GRACE, "admissions")
+
+
+def _self_detail(address: str, node_id: str) -> str:
+    return (
+        f"the peer at {address} presented this node's own certificate (node ID {node_id}): "
+        "it is this node itself, or the same certificate is in use by two nodes "
+        "(give each node its own certificate)"
+    )
 
 
 def _incarnation(link: PeerLink) -> int | None:

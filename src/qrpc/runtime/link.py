@@ -35,7 +35,7 @@ from qrpc.hooks.tracer import Tracer
 from qrpc.registry import Registry
 from qrpc.runtime.outbox import Outbox
 from qrpc.tls.identity import PeerIdentity
-from qrpc.transport.connection import Connection
+from qrpc.transport.connection import STREAM_ID, Connection
 from qrpc.wire.events import (
     CancelReceived,
     CreditReceived,
@@ -81,6 +81,19 @@ class LinkStats:
     """Bytes of received messages not yet handled (or not yet credited back)."""
     draining: bool
     """The peer announced it is shutting down: it takes no new requests."""
+    identity: str = ""
+    """The subject of the peer's verified certificate."""
+    rtt: float | None = None
+    """QUIC's smoothed round-trip time in seconds (None before the first sample)."""
+    messages_in: int = 0
+    """Messages and requests received on the link (replies not counted)."""
+    messages_out: int = 0
+    """Messages and requests sent on the link (`send`, `request`, `broadcast`; replies
+    not counted)."""
+    bytes_in: int = 0
+    """Bytes the peer sent on the link's stream (every frame, HELLO included)."""
+    bytes_out: int = 0
+    """Bytes this node wrote to the link's stream (every frame, HELLO included)."""
 
 
 class MessageSink(Protocol):
@@ -126,6 +139,8 @@ class PeerLink:
         "dialed",
         "hello",
         "identity",
+        "messages_in",
+        "messages_out",
         "outbox",
         "peer_hello",
         "peer_id",
@@ -162,6 +177,10 @@ class PeerLink:
         )
         "Where everything this node sends on the link goes."
         self.decoders: Mapping[int, Callable[[bytes], msgspec.Struct]] = {}
+        self.messages_in = 0
+        "Messages and requests received (counted per batch, in `_route_open`)."
+        self.messages_out = 0
+        "Messages and requests sent (counted by the node's send, request and broadcast)."
         self.closed = False
         self.close_code = 0
         self.close_reason = ""
@@ -288,6 +307,7 @@ class PeerLink:
                 self.outbox.credit_arrived()
             elif kind is CancelReceived:
                 if inbound:  # the request may be in this batch: queue it first
+                    self.messages_in += len(inbound)
                     inbox.put(self, inbound, requests)
                     inbound, requests = [], 0
                 inbox.cancel(self, cast("CancelReceived", event).request_id)
@@ -300,6 +320,7 @@ class PeerLink:
                 log.warning("peer %s broke the protocol: %s", self.peer_id, failed.reason)
                 self.close(failed.code, "protocol violation")
         if inbound:
+            self.messages_in += len(inbound)
             inbox.put(self, inbound, requests)
 
     def _goodbye_received(self, event: GoodbyeReceived) -> None:
@@ -308,9 +329,10 @@ class PeerLink:
         self.conn.close_later(_GOODBYE_GRACE, ErrorCode.NO_ERROR, "goodbye")
 
     def stats(self) -> LinkStats:
-        """A snapshot of the link's queues and credit."""
+        """A snapshot of the link's queues, credit, counters and RTT."""
         protocol = self.protocol
         host, port = self.conn.remote_address or ("?", 0)
+        rtt, bytes_in, bytes_out = _quic_figures(self.conn)
         return LinkStats(
             self.peer_id,
             self.dialed,
@@ -319,6 +341,12 @@ class PeerLink:
             protocol.writer.credit.available,
             protocol.receive.used,
             protocol.peer_draining,
+            self.identity.subject,
+            rtt,
+            self.messages_in,
+            self.messages_out,
+            bytes_in,
+            bytes_out,
         )
 
     @property
@@ -354,3 +382,15 @@ class PeerLink:
         on_gone = self._on_gone
         if on_gone is not None:
             on_gone(self)
+
+
+def _quic_figures(conn: Connection) -> tuple[float | None, int, int]:
+    """(smoothed RTT or None, bytes received, bytes written) of the link's stream,
+    read from aioquic's state (it keeps them anyway; nothing is counted per message)."""
+    quic = conn.quic
+    loss = quic._loss
+    rtt = loss._rtt_smoothed if loss._rtt_initialized else None
+    stream = quic._streams.get(STREAM_ID)
+    if stream is None:
+        return rtt, 0, 0
+    return rtt, stream.receiver.starting_offset(), stream.sender._buffer_stop

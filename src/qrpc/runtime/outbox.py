@@ -57,6 +57,7 @@ class Outbox:
         "_high_water",
         "_max_frame",
         "_max_header_bytes",
+        "_max_message_size",
         "_protocol",
         "_registry",
         "_shut_reason",
@@ -90,6 +91,7 @@ class Outbox:
         "The largest body the peer accepts (and this node sends)."
         self._max_frame = 0  # the largest frame body (sections included) the peer accepts
         self._max_header_bytes = 0
+        self._max_message_size = 0  # this node's own limit
         self.peer_id = "?"
         self.tracers: list[Tracer] = []
 
@@ -107,6 +109,7 @@ class Outbox:
         self.codec = codec
         self._max_frame = min(hello.max_frame_size, hello.window - HEADER_SIZE)
         self.max_body = min(max_message_size, self._max_frame)
+        self._max_message_size = max_message_size
         self._max_header_bytes = hello.max_header_bytes
         self.tracers = tracers
 
@@ -129,8 +132,15 @@ class Outbox:
         except Exception as exc:  # CodecError, or anything a third-party codec raises
             raise encode_error(message, codec, exc) from exc
         if len(body) > self.max_body:
-            raise MessageTooLarge(len(body), self.max_body)
+            raise self.too_large(len(body))
         return cmd_id, body
+
+    def too_large(self, size: int) -> MessageTooLarge:
+        """The `MessageTooLarge` for a body of `size` bytes, naming whose limit it is:
+        this node's ``Limits.max_message_size``, or what the peer announced."""
+        if self.max_body < self._max_message_size:
+            return MessageTooLarge(size, self.max_body, peer_id=self.peer_id)
+        return MessageTooLarge(size, self.max_body)
 
     def encode_headers(self, headers: Headers | None, body: bytes) -> bytes:
         """Return the headers section for `headers` sent with `body` (b"" for none).

@@ -38,6 +38,7 @@ from qrpc.runtime.handlers import HandlerSpec
 from qrpc.runtime.link import PeerLink
 from qrpc.runtime.outbox import Outbox, encode_error
 from qrpc.runtime.requests import Reply, RequestTable
+from qrpc.runtime.stats import LinkTotals
 from qrpc.runtime.tasks import bounded
 from qrpc_codecs import Codec
 
@@ -70,6 +71,7 @@ class PeerTable:
         "_quiet",
         "_requests",
         "by_id",
+        "closed_totals",
         "dialing",
         "draining",
     )
@@ -100,6 +102,8 @@ class PeerTable:
         self.draining = False
         "`drain` was called: every link, new ones too, is told DRAINING."
         self._quiet: asyncio.Future[None] | None = None  # woken when no request is in flight
+        self.closed_totals = LinkTotals()
+        "What the links that closed had counted (`Node.stats` totals)."
 
     # -- queries -------------------------------------------------------------------
 
@@ -181,6 +185,7 @@ class PeerTable:
         link.admit_held()
 
     def _gone(self, link: PeerLink) -> None:
+        self.closed_totals.add(link.stats())  # every opened link, replaced ones too
         peer_id = link.peer_id
         if self._links.get(peer_id) is not link:
             return
@@ -293,6 +298,7 @@ class PeerTable:
             except PeerDisconnected:
                 continue  # it is leaving: not counted
             count += 1
+            link.messages_out += 1
             if not outbox.writable:
                 full.append(outbox)
         if full:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from qrpc.ids import new_node_id
-from qrpc.tls.certs import Issued, issue_ca, issue_node_cert, write_pem
+from qrpc.tls.certs import Issued, issue_ca, issue_node_cert, new_ca_name, write_pem
 from qrpc.tls.credentials import TLS
 from qrpc.tls.identity import DEFAULT_DOMAIN
 
@@ -29,17 +29,19 @@ class TestPKI:
     Args:
         directory: where to write the files.
         domain: trust domain of the identity SANs.
+        name: the CA's common name (default: a unique one, so two test CAs
+            never share an issuer name).
     """
 
     __test__ = False  # not a pytest test class
 
     def __init__(
-        self, directory: Path, *, domain: str = DEFAULT_DOMAIN, name: str = "qrpc test CA"
+        self, directory: Path, *, domain: str = DEFAULT_DOMAIN, name: str | None = None
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.domain = domain
-        self.ca = issue_ca(name)
+        self.ca = issue_ca(new_ca_name("qrpc test CA") if name is None else name)
         self.ca_path = self.directory / f"ca-{next(_counter)}.crt"
         write_pem(self.ca, self.ca_path)
 

@@ -7,7 +7,8 @@ P-256 key by default.  The CA may be name-constrained to
 
 This is for development, tests and small deployments; in production, issue
 the same shape of certificate from your own PKI (``docs/security.md``).
-Also available as ``qrpc certs DIR --nodes N``.
+Also available as ``qrpc certs init`` / ``qrpc certs issue``
+(``docs/certificates.md``).
 """
 
 from __future__ import annotations
@@ -16,18 +17,32 @@ import datetime as dt
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from qrpc.ids import new_node_id, normalize_node_id
+from qrpc.errors import ConfigError
+from qrpc.ids import is_node_id, new_node_id, normalize_node_id
 from qrpc.tls.identity import DEFAULT_DOMAIN, identity_name
-from qrpc.tls.pem import PrivateKey
+from qrpc.tls.pem import Path, PrivateKey, load_ca_file, load_private_key
 
-__all__ = ["Issued", "KeyType", "issue_ca", "issue_node_cert", "new_key", "write_pem"]
+__all__ = [
+    "Issued",
+    "KeyType",
+    "check_domain",
+    "constrained_domain",
+    "issue_ca",
+    "issue_node_cert",
+    "load_issuer",
+    "new_ca_name",
+    "new_key",
+    "write_pem",
+]
+
+MAX_DOMAIN_LENGTH: Final = 240  # leaves room for "<63-char id>.node." within DNS's 253
 
 KeyType = Literal["p256", "p384", "ed25519", "rsa2048"]
 _EKU = {"client": ExtendedKeyUsageOID.CLIENT_AUTH, "server": ExtendedKeyUsageOID.SERVER_AUTH}
@@ -71,8 +86,65 @@ def new_key(key_type: KeyType = "p256") -> PrivateKey:
     raise ValueError(f"unknown key type {key_type!r}")
 
 
+def new_ca_name(prefix: str = "qrpc CA") -> str:
+    """Return a CA common name no other CA has: `prefix` and a fresh ULID.
+
+    Peers match a certificate's issuer by name first, so two CAs of the same
+    name make a foreign certificate look like a bad one of ours
+    (bad_certificate) instead of an unknown CA's (unknown_ca).
+    """
+    return f"{prefix} {new_node_id()}"
+
+
+def check_domain(domain: str) -> str:
+    """Return `domain` in lower case if it can be a trust domain, else raise ValueError.
+
+    A trust domain is a DNS name: dot-separated labels of letters, digits and
+    '-', short enough that ``<node-id>.node.<domain>`` stays a valid name.
+    """
+    canonical = domain.lower()
+    labels = canonical.split(".")
+    if len(canonical) > MAX_DOMAIN_LENGTH or not all(is_node_id(label) for label in labels):
+        raise ValueError(
+            f"{domain!r} is not a trust domain: use a DNS name such as 'qrpc' or "
+            f"'example.org' (labels of letters, digits, '-'; at most {MAX_DOMAIN_LENGTH} chars)"
+        )
+    return canonical
+
+
+def constrained_domain(ca_cert: x509.Certificate) -> str | None:
+    """The trust domain a CA from ``issue_ca(constrain_to_domain=...)`` is limited
+    to, or None if its name constraints are absent or of another shape."""
+    try:
+        constraints = ca_cert.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return None
+    names = [
+        name.value
+        for name in constraints.permitted_subtrees or ()
+        if isinstance(name, x509.DNSName) and name.value.startswith("node.")
+    ]
+    return names[0].removeprefix("node.") if len(names) == 1 else None
+
+
+def load_issuer(cert_path: Path, key_path: Path, password: str | bytes | None = None) -> Issued:
+    """Load a CA certificate and its private key, to issue node certificates with.
+
+    Raises:
+        ConfigError: a file is missing or garbled, the certificate is not a
+            single CA certificate, or the key does not belong to it.
+    """
+    certs = load_ca_file(cert_path)
+    if len(certs) != 1:
+        raise ConfigError(cert_path, f"holds {len(certs)} certificates; an issuer needs one")
+    key = load_private_key(key_path, password)
+    if _public_der(key) != _public_der(certs[0]):
+        raise ConfigError(key_path, f"is not the private key of {cert_path}")
+    return Issued(certs[0], key)
+
+
 def issue_ca(
-    common_name: str = "qrpc CA",
+    common_name: str | None = None,
     *,
     days: float = 3650,
     key_type: KeyType = "p256",
@@ -81,7 +153,7 @@ def issue_ca(
     """Create a self-signed CA.
 
     Args:
-        common_name: the CA's subject CN.
+        common_name: the CA's subject CN (default: a unique one, `new_ca_name`).
         days: validity from now.
         key_type: the CA key type (not Ed25519: WebPKI forbids it for CAs).
         constrain_to_domain: if set, permit only DNS names under
@@ -90,7 +162,8 @@ def issue_ca(
     if key_type == "ed25519":
         raise ValueError("WebPKI verifiers refuse Ed25519 CA keys; use p256, p384 or rsa2048")
     key = new_key(key_type)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cn = new_ca_name() if common_name is None else common_name
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     now = dt.datetime.now(dt.UTC)
     builder = (
         x509.CertificateBuilder()
@@ -195,6 +268,12 @@ def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
         crl_sign=cert_sign,
         encipher_only=False,
         decipher_only=False,
+    )
+
+
+def _public_der(owner: PrivateKey | x509.Certificate) -> bytes:
+    return owner.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 

@@ -141,6 +141,7 @@ class TLS:
                     domain=self.domain,
                     role=role,
                     now=now,
+                    ca_file=self.ca_path,
                 )
         except PeerAuthError as exc:
             raise ConfigError(

@@ -29,6 +29,7 @@ from enum import IntEnum
 from typing import Final, Literal
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -51,6 +52,7 @@ __all__ = [
     "PeerIdentity",
     "Role",
     "check_key_type",
+    "domain_hint",
     "identity_name",
     "verify_peer",
 ]
@@ -128,6 +130,7 @@ def verify_peer(
     role: Role,
     now: dt.datetime,
     expected_id: str | None = None,
+    ca_file: str | None = None,
 ) -> PeerIdentity:
     """Verify a peer's certificate chain for `role` at time `now`.
 
@@ -140,6 +143,7 @@ def verify_peer(
         now: the validation time (a verifier is built per call, so expiry is
             judged at the handshake, not at the time a verifier was first built).
         expected_id: the node ID the dialer expects, if it knows one.
+        ca_file: where `trust` came from, named in refusals.
 
     Raises:
         PeerAuthError: the chain or identity is refused; `alert` says which
@@ -156,11 +160,20 @@ def verify_peer(
                 f"{now:%Y-%m-%dT%H:%M:%SZ} (valid {start:%Y-%m-%d} to {end:%Y-%m-%d})",
                 alert=Alert.CERTIFICATE_EXPIRED,
             )
-    issuers = {c.subject for c in trust} | {c.subject for c in intermediates}
-    if leaf.issuer not in issuers:
+    trusted = f"the CA in {ca_file}" if ca_file else "the configured CA"
+    candidates = [c for c in (*trust, *intermediates) if c.subject == leaf.issuer]
+    if not candidates:
         raise PeerAuthError(
-            f"certificate issuer {leaf.issuer.rfc4514_string()} is not a trusted CA",
+            f"certificate issuer {leaf.issuer.rfc4514_string()} is not a trusted CA "
+            f"(this node trusts {trusted}; use certificates issued by the same CA)",
             alert=Alert.UNKNOWN_CA,
+        )
+    if not any(_signed_by(leaf, issuer) for issuer in candidates):
+        raise PeerAuthError(
+            f"certificate {leaf.subject.rfc4514_string()} names issuer "
+            f"{leaf.issuer.rfc4514_string()} but was not signed by {trusted}: another CA "
+            "with the same name issued it; use certificates issued by the same CA",
+            alert=Alert.BAD_CERTIFICATE,
         )
     check_key_type(leaf)
     required = (
@@ -188,8 +201,32 @@ def verify_peer(
         chain_valid_until=min(cert.not_valid_after_utc for cert in verified.chain),
     )
     if expected_id is not None and identity.node_id != expected_id:
-        raise PeerIdMismatch(expected_id, identity.node_id, "in the peer's certificate")
+        detail = "in the peer's certificate" + domain_hint(identity, domain)
+        raise PeerIdMismatch(expected_id, identity.node_id, detail)
     return identity
+
+
+def domain_hint(identity: PeerIdentity, domain: str) -> str:
+    """For a certificate without an identity SAN in `domain`: a hint naming the
+    ``TLS(domain=...)`` setting if it has one in another trust domain, else ""."""
+    if identity.node_id is not None:
+        return ""
+    suffix = f".node.{domain}".lower()
+    foreign = [san for san in identity.sans if ".node." in san and not san.endswith(suffix)]
+    if not foreign:
+        return f" (it has no identity SAN '<node-id>{suffix}')"
+    return (
+        f" (it has no identity SAN '<node-id>{suffix}' but has {foreign[0]!r}: the nodes use "
+        "different trust domains; set the same qrpc.TLS(domain=...) on both)"
+    )
+
+
+def _signed_by(leaf: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        leaf.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def check_key_type(cert: x509.Certificate) -> None:

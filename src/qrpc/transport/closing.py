@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from aioquic.quic.packet import QuicErrorCode
 
@@ -24,8 +24,9 @@ from qrpc.errors import (
     SchemaMismatch,
     SelfConnection,
 )
+from qrpc.tls.identity import Alert
 
-__all__ = ["close_error"]
+__all__ = ["close_error", "format_address"]
 
 _CRYPTO_ERROR: Final = 0x100  # QUIC CRYPTO_ERROR range: 0x100 + TLS alert
 _PADDING: Final = 0x00  # frame type aioquic reports with its idle-timeout INTERNAL_ERROR
@@ -45,10 +46,21 @@ _REFUSALS: Final[dict[int, Callable[[int, str], ConnectError]]] = {
 }
 
 
+def format_address(address: tuple[Any, ...] | None) -> str:
+    """``host:port`` (``[host]:port`` for IPv6) of a socket address, for messages."""
+    if address is None:
+        return "the peer"
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
 def close_error(
     *,
     auth_error: HandshakeError | None,
     timed_out: bool,
+    address: tuple[Any, ...] | None = None,
+    silent_for: float | None = None,
+    handshake_timeout: float | None = None,
     code: int | None,
     reason: str,
     closed_locally: bool,
@@ -59,6 +71,9 @@ def close_error(
     Args:
         auth_error: why this side refused the peer's certificate, if it did.
         timed_out: the handshake deadline (or the silence timer) ended it.
+        address: the peer's address.
+        silent_for: set when the peer never answered: ``Limits.connect_timeout``.
+        handshake_timeout: ``Limits.handshake_timeout``.
         code: the close code (None: it dropped without one).
         reason: the close reason.
         closed_locally: this side chose to close.
@@ -66,8 +81,16 @@ def close_error(
     """
     if auth_error is not None:  # we refused the peer's certificate
         return auth_error
+    if timed_out and silent_for is not None:
+        return ConnectTimeout(
+            f"no answer from {format_address(address)} within connect_timeout={silent_for} s: "
+            "is a node listening there?"
+        )
     if timed_out:
-        return ConnectTimeout("no TLS + HELLO exchange within the handshake deadline")
+        within = f"handshake_timeout={handshake_timeout} s" if handshake_timeout else "the deadline"
+        return ConnectTimeout(
+            f"no TLS + HELLO exchange with {format_address(address)} within {within}"
+        )
     if code is None:
         return ConnectTimeout("connection dropped before the handshake completed")
     if closed_locally:
@@ -82,7 +105,15 @@ def close_error(
                 "the peer speaks another qrpc protocol version (no common ALPN "
                 "'qrpc/<version>'): run the same qrpc release on both sides"
             )
-        return PeerAuthError(f"TLS handshake failed with alert {alert}", alert=alert)
+        try:
+            name = f" {Alert(alert).name.lower()}"
+        except ValueError:
+            name = ""
+        return PeerAuthError(
+            f"the peer refused the TLS handshake with alert {alert}{name} (if it refused this "
+            "node's certificate, its log says why: a WARNING 'refused the peer at ...')",
+            alert=alert,
+        )
     if code == QuicErrorCode.INTERNAL_ERROR and frame_type == _PADDING:
         return ConnectTimeout(f"no answer from the peer ({reason or 'idle timeout'})")
     return ConnectionRefused(code, reason)

@@ -84,10 +84,12 @@ class Connection:
         "_dirty",
         "_early",
         "_early_size",
+        "_handshake_timeout",
         "_host",
         "_progress",
         "_received",
         "_reset",
+        "_silent_for",
         "_timer",
         "_timer_at",
         "answered",
@@ -146,6 +148,8 @@ class Connection:
         self.last_received = loop.time()
         "Loop time of the last datagram from the peer (keep-alive and dead-peer checks)."
         self._received = 0
+        self._handshake_timeout = handshake_timeout
+        self._silent_for: float | None = None  # set when a dial got no answer at all
         self._deadline = loop.call_later(handshake_timeout, self._handshake_expired)
         self._progress = (
             loop.call_later(progress_timeout, self._check_progress)
@@ -226,6 +230,9 @@ class Connection:
         return close_error(
             auth_error=self.quic.auth_error,
             timed_out=self.timed_out,
+            address=self.remote_address,
+            silent_for=self._silent_for,
+            handshake_timeout=self._handshake_timeout,
             code=self.close_code,
             reason=self.close_reason,
             closed_locally=self.closed_locally,
@@ -322,8 +329,9 @@ class Connection:
             self.close(ErrorCode.HANDSHAKE_TIMEOUT, "handshake timeout")
             self.terminate()
 
-    def expire_if_silent(self) -> None:
-        """Give up a dial to which the peer never answered.
+    def expire_if_silent(self, after: float) -> None:
+        """Give up a dial to which the peer never answered in `after` seconds
+        (``Limits.connect_timeout``).
 
         Nothing is sent: the peer holds no state for us, and a CONNECTION_CLOSE
         would only reach a node that starts on that port later as a stray
@@ -331,6 +339,7 @@ class Connection:
         """
         if not self.answered and not self.closed:
             self.timed_out = True
+            self._silent_for = after
             self.terminate()
 
     def _process_events(self) -> None:
@@ -385,6 +394,7 @@ class Connection:
 
     def _terminated(self, event: events.ConnectionTerminated | None) -> None:
         self.closed = True
+        self.quic.end_qlog()
         if self._progress is not None:
             self._progress.cancel()
         if event is not None and self.close_code is None:

@@ -15,6 +15,10 @@ Retry for new clients once half the slots are taken; a connection whose
 first Initial does not decrypt is freed at once, one whose client sends
 nothing more within `PROGRESS_TIMEOUT` soon after, and every one by the
 handshake deadline.
+
+Why a connecting peer's certificate was refused is logged by the
+`RefusalLog` the endpoint is given (rate-limited per source address); the
+debugging files of `QuicSettings` (qlog, TLS key log) are `DebugFiles`.
 """
 
 from __future__ import annotations
@@ -37,8 +41,10 @@ from qrpc.errors import ConnectError
 from qrpc.tls.credentials import TLS
 from qrpc.tls.identity import identity_name
 from qrpc.transport.connection import Connection
+from qrpc.transport.debugging import DebugFiles
 from qrpc.transport.gate import CID_LENGTH, Accept, Drop, Gate, reset_token_function
 from qrpc.transport.mtls import PeerPolicy, QrpcQuicConnection, quic_configuration
+from qrpc.transport.refusals import RefusalLog
 from qrpc.transport.udp import EndpointStats, UdpSocket
 
 __all__ = ["Endpoint"]
@@ -64,15 +70,26 @@ class Endpoint:
         settings: QuicSettings,
         limits: Limits,
         on_accept: AcceptHandler,
+        refusals: RefusalLog | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._handshake_timeout = limits.handshake_timeout
         self.stats = EndpointStats()
         self._tls = tls
         self._settings = settings
-        self._server_config = quic_configuration(tls, is_client=False, settings=settings)
-        self._client_config = quic_configuration(tls, is_client=True, settings=settings)
-        self._server_policy = PeerPolicy(trust=tls.trust, domain=tls.domain)
+        self._refusals = refusals or RefusalLog()
+        self._debug = DebugFiles(settings)
+        self._server_config, self._client_config = (
+            quic_configuration(
+                tls,
+                is_client=is_client,
+                settings=settings,
+                quic_logger=self._debug.qlog,
+                key_log=self._debug.key_log,
+            )
+            for is_client in (False, True)
+        )
+        self._server_policy = PeerPolicy(trust=tls.trust, domain=tls.domain, ca_file=tls.ca_path)
         self._on_accept = on_accept
         self._reset_token = reset_token_function(tls.secret_seed)
         self._gate = Gate(
@@ -108,14 +125,29 @@ class Endpoint:
         settings: QuicSettings,
         limits: Limits,
         on_accept: AcceptHandler,
+        refusals: RefusalLog | None = None,
     ) -> Endpoint:
         """Bind a UDP socket on (`host`, `port`) and start reading.
 
+        `refusals` logs why peers were refused (one is made if None).
+
         Raises:
-            ConfigError: the address cannot be resolved or bound.
+            ConfigError: the address cannot be resolved or bound, or a
+                debugging file of `settings` cannot be opened.
         """
         sock = await UdpSocket.bind(host, port)
-        return cls(sock, tls=tls, settings=settings, limits=limits, on_accept=on_accept)
+        try:
+            return cls(
+                sock,
+                tls=tls,
+                settings=settings,
+                limits=limits,
+                on_accept=on_accept,
+                refusals=refusals,
+            )
+        except BaseException:
+            sock.close()
+            raise
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -160,7 +192,7 @@ class Endpoint:
         quic.connect(addr, now=self._loop.time())
         conn.transmit()
         silence = (
-            self._loop.call_later(answer_timeout, conn.expire_if_silent)
+            self._loop.call_later(answer_timeout, conn.expire_if_silent, answer_timeout)
             if answer_timeout is not None
             else None
         )
@@ -307,10 +339,12 @@ class Endpoint:
         if not isinstance(decision, Accept):
             self._stateless(decision, addr)
             return
+        refusals = self._refusals
         quic = QrpcQuicConnection(
             configuration=self._server_config,
             policy=self._server_policy,
             reset_token=self._reset_token,
+            on_refused=lambda error: refusals.refused(addr, str(error)),
             original_destination_connection_id=decision.original_destination_cid,
             retry_source_connection_id=decision.retry_source_cid,
         )
@@ -355,6 +389,7 @@ class Endpoint:
             self._flush_handle.cancel()
             self._flush_handle = None
         self._udp.close(flush=True)
+        self._debug.close()
 
     def abort(self) -> None:
         """Drop every connection and close the socket *without sending anything*,
@@ -371,6 +406,7 @@ class Endpoint:
         self._udp.close(flush=False)
         for conn in list(self.connections):
             conn.terminate()
+        self._debug.close()
 
     @property
     def closed(self) -> bool:

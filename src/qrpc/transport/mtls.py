@@ -18,7 +18,14 @@ the class of its TLS context, right after aioquic creates it in
 
 The alert aborts the handshake before any application byte from the peer
 is decrypted.  The alert's reason on the wire is generic; the detailed
-`PeerAuthError` stays local in `auth_error`.  Everything used here is
+`PeerAuthError` stays local in `auth_error` (and goes to the connection's
+``on_refused`` callback, which logs it).
+
+aioquic logs every connection error it raises -- the TLS alert of a
+refused certificate, a peer's protocol violation such as an Initial without
+a CRYPTO frame -- as a WARNING of logger ``quic``.  qrpc reports those
+itself (refusals, close codes), so a `QrpcQuicConnection` logs them at INFO
+instead (`_QuicLog`, the connection's ``_logger``).  Everything used here is
 checked by `tests/test_mtls_internals.py`, which fails loudly if aioquic
 changes under us; keep the aioquic pin in pyproject.toml narrow.
 
@@ -31,15 +38,17 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import logging
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final, TextIO, cast
 
 from aioquic import tls
 from aioquic._buffer import Buffer
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
+from aioquic.quic.connection import QuicConnection, QuicConnectionAdapter
+from aioquic.quic.logger import QuicLogger
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStreamSender
 from cryptography import x509
@@ -55,6 +64,9 @@ ALPN: Final = "qrpc/2"
 
 PRIVATE_API: Final = (
     (QuicConnection, "_initialize"),
+    (QuicConnection, "_logger"),
+    (QuicConnection, "_quic_logger"),
+    (QuicConnection, "_configuration"),
     (tls.Context, "_request_client_certificate"),
     (tls.Context, "_server_handle_certificate"),
     (tls.Context, "_server_handle_certificate_verify"),
@@ -84,6 +96,15 @@ class PeerPolicy:
     """Trust domain of identity SANs."""
     expected_id: str | None = None
     """The node ID a dialer expects (None: learn it from the certificate)."""
+    ca_file: str | None = None
+    """Where `trust` came from (named when a certificate is refused)."""
+
+
+class _QuicLog(QuicConnectionAdapter):
+    """aioquic's per-connection logger, with WARNING demoted to INFO."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        super().log(logging.INFO if level == logging.WARNING else level, msg, *args, **kwargs)
 
 
 class _RefusedCertificate(tls.Alert):
@@ -101,6 +122,7 @@ class _VerifyingContext(tls.Context):
     qrpc_policy: PeerPolicy
     qrpc_identity: PeerIdentity | None
     qrpc_error: HandshakeError | None
+    qrpc_on_refused: Callable[[HandshakeError], None] | None
 
     def _server_handle_certificate(self, input_buf: Buffer) -> None:
         super()._server_handle_certificate(input_buf)
@@ -130,16 +152,17 @@ class _VerifyingContext(tls.Context):
                 role=role,
                 now=dt.datetime.now(dt.UTC),
                 expected_id=policy.expected_id,
+                ca_file=policy.ca_file,
             )
-        except PeerIdMismatch as exc:
-            self.qrpc_error = exc
-            raise _RefusedCertificate(Alert.BAD_CERTIFICATE) from None
-        except PeerAuthError as exc:
+        except (PeerAuthError, PeerIdMismatch) as exc:
             self._qrpc_refuse(exc)
 
-    def _qrpc_refuse(self, error: PeerAuthError) -> None:
+    def _qrpc_refuse(self, error: HandshakeError) -> None:
         self.qrpc_error = error
-        raise _RefusedCertificate(error.alert or Alert.BAD_CERTIFICATE) from None
+        if self.qrpc_on_refused is not None:
+            self.qrpc_on_refused(error)
+        alert = error.alert if isinstance(error, PeerAuthError) else None
+        raise _RefusedCertificate(alert or Alert.BAD_CERTIFICATE) from None
 
 
 class QrpcQuicConnection(QuicConnection):
@@ -154,6 +177,8 @@ class QrpcQuicConnection(QuicConnection):
         configuration: from `quic_configuration`.
         policy: how to judge the peer's certificate.
         reset_token: the stateless-reset token of one of our connection IDs.
+        on_refused: called with the reason when this side refuses the peer's
+            certificate.
         **kwargs: passed to `QuicConnection` (never session-ticket hooks).
     """
 
@@ -163,11 +188,14 @@ class QrpcQuicConnection(QuicConnection):
         configuration: QuicConfiguration,
         policy: PeerPolicy,
         reset_token: Callable[[bytes], bytes],
+        on_refused: Callable[[HandshakeError], None] | None = None,
         **kwargs: Any,
     ) -> None:
         self._qrpc_policy = policy
         self._qrpc_reset_token = reset_token
+        self._qrpc_on_refused = on_refused
         super().__init__(configuration=configuration, **kwargs)
+        self._logger = _QuicLog(self._logger.logger, self._logger.extra)
         self._qrpc_sign_cids()
 
     def _replenish_connection_ids(self) -> None:
@@ -209,6 +237,7 @@ class QrpcQuicConnection(QuicConnection):
         context.qrpc_policy = self._qrpc_policy
         context.qrpc_identity = None
         context.qrpc_error = None
+        context.qrpc_on_refused = self._qrpc_on_refused
         if not self._is_client:
             context._request_client_certificate = True
 
@@ -225,6 +254,15 @@ class QrpcQuicConnection(QuicConnection):
         sender = stream.sender
         return sender._buffer_stop - sender._buffer_start
 
+    def end_qlog(self) -> None:
+        """Write this connection's qlog trace now (``QuicSettings.qlog_dir``), if it
+        has one: a connection dropped without QUIC's closing period never ends it."""
+        trace = self._quic_logger
+        quic_logger = self._configuration.quic_logger
+        if trace is not None and quic_logger is not None:
+            self._quic_logger = None
+            quic_logger.end_trace(trace)
+
     @property
     def peer_identity(self) -> PeerIdentity | None:
         """The verified identity of the peer, once its certificate passed."""
@@ -238,8 +276,16 @@ class QrpcQuicConnection(QuicConnection):
         return getattr(context, "qrpc_error", None)
 
 
-def quic_configuration(tls: TLS, *, is_client: bool, settings: QuicSettings) -> QuicConfiguration:
-    """Return an aioquic configuration for one role, carrying `tls`'s credentials.
+def quic_configuration(
+    tls: TLS,
+    *,
+    is_client: bool,
+    settings: QuicSettings,
+    quic_logger: QuicLogger | None = None,
+    key_log: TextIO | None = None,
+) -> QuicConfiguration:
+    """Return an aioquic configuration for one role, carrying `tls`'s credentials
+    (and, for debugging, a qlog writer and an open TLS key log file).
 
     The client-side `verify_mode` is CERT_NONE because qrpc verifies the
     server certificate itself, inside the handshake, with the same rules as
@@ -254,6 +300,8 @@ def quic_configuration(tls: TLS, *, is_client: bool, settings: QuicSettings) -> 
         max_data=settings.max_data,
         max_stream_data=settings.max_stream_data,
         congestion_control_algorithm=settings.congestion_control,
+        quic_logger=quic_logger,
+        secrets_log_file=key_log,
     )
     config.certificate = tls.certificate
     config.certificate_chain = list(tls.chain)

@@ -165,6 +165,18 @@ class Allowlist:
         return _decide(self, hello.node_id, identity.fingerprint)
 
 
+def plugin_status() -> str:
+    """One line for ``qrpc plugins``: active or inert, and how to change it."""
+    listed, file = os.environ.get(ENV_LIST), os.environ.get(ENV_FILE)
+    if listed is None and file is None:
+        return f"inert: set {ENV_LIST} and/or {ENV_FILE} to admit only the peers listed"
+    return "active: admits only the peers " + " and ".join(
+        f"{name} lists"
+        for name, value in ((ENV_LIST, listed), (ENV_FILE, file))
+        if value is not None
+    )
+
+
 @hookimpl
 def qrpc_authorize_peer(identity: PeerIdentity, hello: Hello) -> bool | None:
     """The installed plugin: apply the allowlist from the environment, if any.

@@ -329,6 +329,12 @@ class OpenTelemetry:
         instruments = self._instruments()
         return None if instruments is None else LinkTracer(instruments, self.propagator)
 
+    def plugin_status(self) -> str:
+        """One line for ``qrpc plugins``: active or inert, and how to change it."""
+        if self._instruments() is None:
+            return "inert: configure an OpenTelemetry SDK tracer or meter provider to trace links"
+        return "active: spans and counters for every link"
+
     def _instruments(self) -> _Instruments | None:
         tracer_provider = self.tracer_provider or trace.get_tracer_provider()
         meter_provider = self.meter_provider or metrics.get_meter_provider()

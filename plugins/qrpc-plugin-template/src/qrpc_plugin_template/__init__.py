@@ -19,14 +19,16 @@ Two ways to use it:
 
 - **In code**: ``Node(..., plugins=[LinkAudit()])``.
 - **Installed** (entry point ``plugin-template`` in group ``qrpc``, the
-  instance `plugin`): every node built with ``autoload_plugins=True`` (the
-  default) is audited.  Silence it with
-  ``logging.getLogger("qrpc.audit").setLevel(logging.WARNING)``.
+  instance `plugin`): loaded into every node built with
+  ``autoload_plugins=True`` (the default), it logs only while
+  ``QRPC_AUDIT=1`` is set, so installing the example changes nothing until
+  it is asked to (``qrpc plugins`` shows which it is).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
@@ -36,12 +38,14 @@ from qrpc import ErrorCode, PeerIdentity, hookimpl
 if TYPE_CHECKING:
     from qrpc.hooks.view import NodeView
 
-__all__ = ["LOGGER_NAME", "LinkAudit", "code_name", "plugin"]
+__all__ = ["ENV_ENABLE", "LOGGER_NAME", "LinkAudit", "code_name", "plugin"]
 
 __version__ = "0.1.0"
 
 LOGGER_NAME: Final = "qrpc.audit"
 """The logger the audit lines go to (INFO)."""
+ENV_ENABLE: Final = "QRPC_AUDIT"
+"""Set to ``1`` to make the installed instance log."""
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -51,14 +55,17 @@ class LinkAudit:
 
     Args:
         logger: where the lines go; default: the ``qrpc.audit`` logger.
+        env: if given, log only while this environment variable is ``1``
+            (links are tracked either way).
 
     Observer hooks should not raise (qrpc logs and ignores the exception;
     other plugins still get the event), so every hook below only does
     dictionary updates and logging.
     """
 
-    def __init__(self, logger: logging.Logger = log) -> None:
+    def __init__(self, logger: logging.Logger = log, *, env: str | None = None) -> None:
         self.logger = logger
+        self.env = env
         self._up_since: dict[str, dict[str, float]] = {}
         # node ID -> peer ID -> time.monotonic() when the link came up
 
@@ -71,6 +78,17 @@ class LinkAudit:
         """The live links of node `node_id`: peer ID -> when the link came up
         (`time.monotonic`).  Empty for a node that is unknown or was forgotten."""
         return dict(self._up_since.get(node_id, {}))
+
+    @property
+    def logging(self) -> bool:
+        """Whether the audit lines are written now."""
+        return self.env is None or os.environ.get(self.env, "").strip() == "1"
+
+    def plugin_status(self) -> str:
+        """One line for ``qrpc plugins``: active or inert, and how to change it."""
+        if self.logging:
+            return f"active: logs every link up and down on the {self.logger.name!r} logger"
+        return f"inert: set {self.env}=1 to log every link"
 
     @hookimpl
     def qrpc_node_started(self, node: NodeView) -> None:
@@ -86,6 +104,8 @@ class LinkAudit:
     def qrpc_peer_connected(self, node: NodeView, peer_id: str, identity: PeerIdentity) -> None:
         """Remember when the link came up; log who the peer is."""
         self._up_since.setdefault(node.id, {})[peer_id] = time.monotonic()
+        if not self.logging:
+            return
         self.logger.info(
             "node %s: link to %s up (certificate sha256:%s, subject %r, SANs %s)",
             node.id,
@@ -100,6 +120,8 @@ class LinkAudit:
         """Log the close code, the reason and how long the link lasted."""
         since = self._up_since.get(node.id, {}).pop(peer_id, None)
         lasted = "an unknown time" if since is None else f"{time.monotonic() - since:.3f} s"
+        if not self.logging:
+            return
         self.logger.info(
             "node %s: link to %s down after %s: code %s, reason %r",
             node.id,
@@ -118,5 +140,5 @@ def code_name(code: int) -> str:
         return f"{code:#x}"
 
 
-plugin: Final = LinkAudit()
+plugin: Final = LinkAudit(env=ENV_ENABLE)
 """The instance published in the ``qrpc`` entry-point group as ``plugin-template``."""

@@ -127,6 +127,13 @@ class FixedDelay:
         return self.next_delay(attempt, kind)
 
 
+def plugin_status() -> str:
+    """One line for ``qrpc plugins``: active or inert, and how to change it."""
+    if os.environ.get(ENV_DELAY) is None and os.environ.get(ENV_MAX_ATTEMPTS) is None:
+        return f"inert: set {ENV_DELAY} and/or {ENV_MAX_ATTEMPTS} to replace the backoff"
+    return f"active: redial policy from {ENV_DELAY} / {ENV_MAX_ATTEMPTS}"
+
+
 @hookimpl
 def qrpc_next_reconnect_delay(
     node: Node, attempt: int, kind: FailureKind
