@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -206,6 +207,56 @@ async def test_serves_the_example_app_and_exits_0_on_sigterm(
     assert f"note from {client.id}: first" in log  # the app's own logger, at INFO
     assert "Traceback" not in log
     assert " quic:" not in log  # aioquic's per-connection INFO lines stay quiet
+
+
+async def _qrpc(*args: str) -> tuple[int, str, str]:
+    """Run ``qrpc ARGS`` from the repository root; (status, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "qrpc",
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_the_shell_client_talks_to_qrpc_run_of_the_example(tmp_path: Path) -> None:
+    # What the README shows: certificates from the CLI, the example app served by
+    # `qrpc run`, and ping / call / peers / stats from other processes.
+    ca, certs = tmp_path / "ca", tmp_path / "certs"
+    assert (await _qrpc("certs", "init", str(ca)))[0] == 0
+    for name in ("server", "client"):
+        assert (await _qrpc("certs", "issue", str(ca), str(certs), "--name", name))[0] == 0
+    client_id = qrpc.TLS(certs / "ca.crt", certs / "client.crt", certs / "client.key").node_id
+    server = {"ca": certs / "ca.crt", "cert": certs / "server.crt", "key": certs / "server.key"}
+    options = ["--listen", "127.0.0.1:0", *_tls_args(server), "--introspection", client_id]
+    served = await _serve(["examples/app.py:app", *options])
+    try:
+        server_id, port = await served.serving()
+        where = f"127.0.0.1:{port}"
+        me = ["--ca", str(certs / "ca.crt"), "--cert", str(certs / "client.crt")]
+        me += ["--key", str(certs / "client.key")]
+        status, out, err = await _qrpc("ping", where, "--count", "2", *me)
+        assert (status, err) == (0, ""), out
+        assert out.count(f"reply from {server_id}") == 2
+        call = ["call", where, "10", '{"name": "Ada"}', "--app", "examples/app.py:app", *me]
+        status, out, err = await _qrpc(*call)
+        assert (status, err) == (0, "")
+        assert json.loads(out) == {"text": f"hello Ada, from {server_id} (0 note(s) from you)"}
+        status, out, err = await _qrpc("peers", where, "--json", *me)
+        assert (status, err) == (0, "")
+        assert client_id in out
+        status, out, err = await _qrpc("stats", where, *me)
+        assert (status, err) == (0, "")
+        assert "messages" in out
+        assert await served.stop() == 0
+    finally:
+        await _kill(served)
 
 
 async def test_command_line_beats_environment_beats_config_file(

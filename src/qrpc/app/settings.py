@@ -126,7 +126,8 @@ class NodeSettings(_Table):
     Fields mirror `Node`'s arguments: ``listen`` and ``peers`` entries are
     ``"HOST:PORT"`` strings (a peer may also be a `PeerTable`), ``tls`` the
     certificate files, ``limits`` / ``quic`` / ``backoff`` the fields of
-    `Limits` / `QuicSettings` / `Backoff`; ``log_level`` is for the process
+    `Limits` / `QuicSettings` / `Backoff`; ``introspection`` the node IDs the
+    introspection service answers; ``log_level`` is for the process
     (``qrpc run``), not the node.
     """
 
@@ -136,6 +137,7 @@ class NodeSettings(_Table):
     codecs: list[str] | UnsetType = UNSET
     schema: Literal["strict", "compatible", "off"] | UnsetType = UNSET
     autoload_plugins: bool | UnsetType = UNSET
+    introspection: list[str] | UnsetType = UNSET
     log_level: str | UnsetType = UNSET
     tls: TLSTable | UnsetType = UNSET
     limits: LimitsTable | UnsetType = UNSET
@@ -206,6 +208,7 @@ class NodeSettings(_Table):
             peers=get("QRPC_PEERS", peers),
             log_level=get("QRPC_LOG_LEVEL", check_log_level),
             autoload_plugins=get("QRPC_AUTOLOAD_PLUGINS", parse_bool),
+            introspection=get("QRPC_INTROSPECTION", lambda text: text.replace(" ", "").split(",")),
             tls=tls if tls != TLSTable() else UNSET,
         )
 
@@ -346,6 +349,8 @@ def _options(settings: NodeSettings, where: str) -> dict[str, Any]:
     }
     if settings.codecs is not UNSET:
         options["codecs"] = tuple(settings.codecs)
+    if settings.introspection is not UNSET:  # node IDs, checked by the Node
+        options["introspection"] = tuple(settings.introspection)
     if settings.log_level is not UNSET:
         try:
             check_log_level(settings.log_level)

@@ -40,6 +40,7 @@ _FLAGS: Final = {
     "tls.cert": "--cert",
     "tls.key": "--key",
     "log_level": "--log-level",
+    "introspection": "--introspection",
 }
 _VARIABLES: Final = {
     "listen": "QRPC_LISTEN",
@@ -49,6 +50,7 @@ _VARIABLES: Final = {
     "tls.key": "QRPC_KEY",
     "log_level": "QRPC_LOG_LEVEL",
     "autoload_plugins": "QRPC_AUTOLOAD_PLUGINS",
+    "introspection": "QRPC_INTROSPECTION",
 }
 _AIOQUIC_LOGGERS: Final = ("aioquic", "quic", "http3")  # the names aioquic logs under
 _NODE_ACCEPTS: Final = frozenset({"peers", "log_level"})
@@ -66,6 +68,7 @@ def _run(args: argparse.Namespace) -> int:
         listen=args.listen or UNSET,
         peers=args.peer or UNSET,
         log_level=args.log_level or UNSET,
+        introspection=args.introspection or UNSET,
         tls=tls if tls != TLSTable() else UNSET,
     )
     try:
@@ -226,6 +229,12 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--key", metavar="FILE", help="PEM file of the node's private key")
     run.add_argument(
         "--log-level", metavar="LEVEL", type=_log_level, help="DEBUG, INFO (default), WARNING..."
+    )
+    run.add_argument(
+        "--introspection",
+        metavar="NODE_ID",
+        action="append",
+        help="a node ID that may use the peers/stats service (repeatable; default: none)",
     )
     run.add_argument("--config", metavar="FILE.toml", help="a settings file (docs/running.md)")
     run.set_defaults(run=_run)
