@@ -123,7 +123,9 @@ class Node(NodeQueries):
     # -- handlers ----------------------------------------------------------------
 
     def handler(self, cmd_id: int, *, concurrency: int = 1) -> Callable[[HandlerT], HandlerT]:
-        """Route messages of `cmd_id` to the decorated ``async def f(ctx, msg)``.
+        """Route messages of `cmd_id` to the decorated ``async def f(ctx, msg)`` or
+        plain ``def f(ctx, msg)`` (run inline: cheaper, but it holds the loop and a
+        deadline cannot cancel it).
 
         The function is returned unchanged; its return value answers a request
         (None: "no value").  A peer's messages are handled one at a time in arrival

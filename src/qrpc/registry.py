@@ -175,15 +175,23 @@ class Registry:
         return table
 
     def check_handler(self, cmd_id: int, handler: Callable[..., Any]) -> None:
-        """Check that `handler(ctx, msg)` is async and that `msg`'s annotation, if
-        any, names the type registered for `cmd_id`.
+        """Check that `handler(ctx, msg)` is callable (``async def`` or plain
+        ``def``) and that `msg`'s annotation, if any, names the type registered
+        for `cmd_id`.
 
         Raises:
-            RegistryError: with both type names on a mismatch.
+            RegistryError: not callable, or both type names on a mismatch.
         """
         type_ = self.type_of(cmd_id)
-        if not inspect.iscoroutinefunction(handler):
-            raise RegistryError(f"handler {_name(handler)} for cmd_id {cmd_id} must be async def")
+        if not callable(handler):
+            raise RegistryError(
+                f"handler {handler!r} for cmd_id {cmd_id} must be callable as handler(ctx, msg)"
+            )
+        if inspect.isasyncgenfunction(handler) or inspect.isgeneratorfunction(handler):
+            raise RegistryError(
+                f"handler {_name(handler)} for cmd_id {cmd_id} is a generator: make it an "
+                "async def (or a plain def) that returns the answer"
+            )
         try:
             signature = inspect.signature(handler)
         except (TypeError, ValueError):

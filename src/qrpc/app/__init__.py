@@ -43,7 +43,8 @@ class App:
 
     def handler(self, cmd_id: int, *, concurrency: int = 1) -> Callable[[HandlerT], HandlerT]:
         """Route messages of `cmd_id` to the decorated ``async def f(ctx, msg)``
-        in every node this app builds; the same rules as `Node.handler`.
+        (or plain ``def``) in every node this app builds; the same rules as
+        `Node.handler`.
 
         Raises:
             RegistryError: bad `concurrency` (at once), or, when decorating, an

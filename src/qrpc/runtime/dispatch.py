@@ -38,9 +38,10 @@ from typing import Any, cast
 
 from qrpc.codes import RemoteErrorCode
 from qrpc.hooks.tracer import TraceEvent, Tracer, scopes
+from qrpc.runtime.answers import handler_failed, handler_stopped
 from qrpc.runtime.calls import Call, InboundCalls
 from qrpc.runtime.context import Context, NodeHandle
-from qrpc.runtime.handlers import HandlerSpec, Refusal
+from qrpc.runtime.handlers import HandlerSpec
 from qrpc.runtime.link import Inbound, PeerLink
 from qrpc.runtime.tasks import STOP_GRACE, cancel_within
 from qrpc.wire.events import RequestReceived
@@ -179,7 +180,7 @@ class Inbox:
             try:
                 if event.request_id:
                     await self._handle_request(link, event, spec)
-                else:
+                elif spec is None or not spec.inline or not self._handle_inline(link, event, spec):
                     await self._handle(link, event, spec, None)
             except BaseException as exc:
                 self._unexpected(link, event, exc)
@@ -241,6 +242,28 @@ class Inbox:
         finally:
             self._calls.finish(link, request_id)
 
+    def _handle_inline(self, link: PeerLink, event: Inbound, spec: HandlerSpec) -> bool:
+        """Run a plain ``def`` handler for a plain one-way message without a coroutine;
+        False if `_handle` must (headers, tracers, an undecodable body: its checks)."""
+        decode = link.decoders.get(event.cmd_id)
+        if decode is None or event.headers or link.outbox.tracers:
+            return False
+        try:
+            message = decode(event.body)
+        except Exception:  # _handle decodes it again and reports the error
+            return False
+        shared = self._shared_context
+        if shared is None or shared[0] is not link:
+            shared = self._shared_context = (link, Context(link, 0, self._node))
+        try:
+            result = spec.fn(shared[1], message)
+        except Exception as exc:
+            handler_failed(shared[1], link, event.cmd_id, exc)
+            return True
+        if result is not None:
+            log.debug("handler for one-way cmd_id %d returned a value; ignored", event.cmd_id)
+        return True
+
     async def _handle(
         self, link: PeerLink, event: Inbound, spec: HandlerSpec | None, call: Call | None
     ) -> None:
@@ -300,24 +323,28 @@ class Inbox:
                         if traced is not None:
                             result = await self._traced(spec, ctx, tracers, traced)
                         else:
-                            result = await spec.fn(ctx, message)
+                            result = spec.fn(ctx, message)
+                            if not spec.inline:
+                                result = await result
                 finally:
                     expired = call.scope is not None and call.scope.expired()
                     call.scope = None
             elif traced is not None:
                 result = await self._traced(spec, ctx, tracers, traced)
             else:
-                result = await spec.fn(ctx, message)
+                result = spec.fn(ctx, message)
+                if not spec.inline:
+                    result = await result
         except asyncio.CancelledError as exc:
             if _being_cancelled():
                 raise
-            self._handler_failed(ctx, link, cmd_id, exc)
+            handler_failed(ctx, link, cmd_id, exc)
             return
         except Exception as exc:
             if call is not None and expired:
-                self._stopped(ctx, link, call.cancelled)
+                handler_stopped(ctx, link, call.cancelled)
                 return
-            self._handler_failed(ctx, link, cmd_id, exc)
+            handler_failed(ctx, link, cmd_id, exc)
             return
         if not request_id:
             if result is not None:
@@ -332,41 +359,8 @@ class Inbox:
         spec: HandlerSpec, ctx: Context, tracers: list[Tracer], event: TraceEvent
     ) -> Any:
         with scopes(tracers, event, sending=False):
-            return await spec.fn(ctx, event.message)
-
-    @staticmethod
-    def _stopped(ctx: Context, link: PeerLink, cancelled: bool) -> None:
-        # The handler was cancelled at its deadline or by the requester's CANCEL.
-        ctx.handler_returned()
-        if ctx.replied:
-            return
-        if cancelled:
-            code, text = RemoteErrorCode.CANCELLED, "the requester cancelled the request"
-        else:
-            code, text = RemoteErrorCode.DEADLINE_EXCEEDED, "the request's deadline passed"
-        log.info("handler for a request from %s stopped: %s", link.peer_id, text)
-        link.outbox.fail_request(ctx.request_id, code, text)
-
-    @staticmethod
-    def _handler_failed(ctx: Context, link: PeerLink, cmd_id: int, error: BaseException) -> None:
-        request_id = ctx.request_id
-        if request_id:
-            ctx.handler_returned()
-        if not request_id or ctx.replied:  # nobody waits for this failure: log it
-            log.error(
-                "handler for cmd_id %d from %s raised%s: %s",
-                cmd_id,
-                link.peer_id,
-                " after replying" if request_id else "",
-                _describe(error),
-                exc_info=error,
-            )
-            return
-        if isinstance(error, Refusal):  # a built-in service said no, with its own code
-            link.outbox.fail_request(request_id, error.code, str(error))
-            return
-        log.info("handler for cmd_id %d from %s raised %r", cmd_id, link.peer_id, error)
-        link.outbox.fail_request(request_id, RemoteErrorCode.HANDLER_ERROR, _describe(error))
+            result = spec.fn(ctx, event.message)
+            return result if spec.inline else await result
 
     def _refuse(self, link: PeerLink, request_id: int, code: RemoteErrorCode, text: str) -> None:
         if request_id:
@@ -398,9 +392,3 @@ def _being_cancelled() -> bool:
     `CancelledError` on its own)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, asyncio.CancelledError):
-        return "the handler raised CancelledError without being cancelled"
-    return f"{type(error).__name__}: {error}"

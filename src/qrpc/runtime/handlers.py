@@ -3,8 +3,9 @@ and `Refusal`, how a built-in service answers with a specific error code."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -15,16 +16,32 @@ from qrpc.runtime.context import Context
 
 __all__ = ["Handler", "HandlerSpec", "HandlerT", "HandlerTable", "Refusal"]
 
-Handler = Callable[[Context, Any], Awaitable[Any]]
+Handler = Callable[[Context, Any], Any]
+"""``async def f(ctx, msg)`` (its awaitable's result answers a request) or a plain
+``def f(ctx, msg)`` (its result does)."""
 HandlerT = TypeVar("HandlerT", bound=Handler)
 
 
 @dataclass(frozen=True, slots=True)
 class HandlerSpec:
-    """A handler and how many of its calls may run at once per peer."""
+    """A handler and how many of its calls may run at once per peer.
+
+    A plain ``def`` handler (`inline`) is called directly by the peer's inbox:
+    no coroutine per message; ordering and credit are the same as for an
+    ``async def`` one, but it cannot be cancelled at a deadline (it returns
+    first) and it holds the event loop while it runs.
+    """
 
     fn: Handler
     concurrency: int = 1
+    inline: bool = field(init=False)
+    "True for a plain function: its result is the answer, not an awaitable."
+
+    def __post_init__(self) -> None:
+        fn: Any = self.fn
+        call = fn if inspect.isroutine(fn) else type(fn).__call__  # an object's __call__
+        awaits = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
+        object.__setattr__(self, "inline", not awaits)
 
     @staticmethod
     def check_concurrency(concurrency: object) -> None:
