@@ -24,7 +24,8 @@ API 2) that
   ``qrpc.messages.received``, ``qrpc.bytes.sent``, ``qrpc.bytes.received``,
   with the attributes ``qrpc.cmd_id`` and ``qrpc.message.type`` (not the peer
   ID, which would make the number of series grow with the number of peers).
-  Replies count as sent messages.
+  Replies count as sent messages.  Histograms ``qrpc.request.duration`` and
+  ``qrpc.handler.duration`` (seconds) time requests and handler calls.
 
 Span attributes: ``qrpc.peer.id``, ``qrpc.cmd_id``, ``qrpc.message.type``
 and ``qrpc.message.size`` (framed bytes) on both kinds, and ``qrpc.request.id``
@@ -66,6 +67,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import warnings
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager, contextmanager
@@ -73,7 +75,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 from opentelemetry import context as otel_context, metrics, trace
 from opentelemetry.context import Context
-from opentelemetry.metrics import Counter, MeterProvider
+from opentelemetry.metrics import Counter, Histogram, MeterProvider
 from opentelemetry.propagators.textmap import Getter, Setter, TextMapPropagator
 from opentelemetry.trace import Span, SpanKind, Tracer, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -88,9 +90,11 @@ __all__ = [
     "ATTR_PEER_ID",
     "ATTR_REQUEST_ID",
     "METRIC_BYTES_RECEIVED",
+    "METRIC_HANDLER_DURATION",
     "METRIC_BYTES_SENT",
     "METRIC_MESSAGES_RECEIVED",
     "METRIC_MESSAGES_SENT",
+    "METRIC_REQUEST_DURATION",
     "SPAN_HANDLE",
     "SPAN_REQUEST",
     "SPAN_SEND",
@@ -121,6 +125,10 @@ METRIC_MESSAGES_SENT: Final = "qrpc.messages.sent"
 METRIC_MESSAGES_RECEIVED: Final = "qrpc.messages.received"
 METRIC_BYTES_SENT: Final = "qrpc.bytes.sent"
 METRIC_BYTES_RECEIVED: Final = "qrpc.bytes.received"
+METRIC_REQUEST_DURATION: Final = "qrpc.request.duration"
+"""Histogram (s): from sending a request to its reply or failure, on the requester."""
+METRIC_HANDLER_DURATION: Final = "qrpc.handler.duration"
+"""Histogram (s): how long each handler call ran, on the handling node."""
 
 if TYPE_CHECKING:
     EVENT_SEND: Final = "qrpc.send"
@@ -177,7 +185,15 @@ _GETTER: Final = _HeaderGetter()
 class _Instruments:
     """The tracer and counters of one (tracer provider, meter provider) pair."""
 
-    __slots__ = ("bytes_received", "bytes_sent", "received", "sent", "tracer")
+    __slots__ = (
+        "bytes_received",
+        "bytes_sent",
+        "handler_duration",
+        "received",
+        "request_duration",
+        "sent",
+        "tracer",
+    )
 
     def __init__(self, tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
         self.tracer: Tracer = tracer_provider.get_tracer(INSTRUMENTATION_NAME, __version__)
@@ -195,6 +211,14 @@ class _Instruments:
         )
         self.bytes_received: Counter = meter.create_counter(
             METRIC_BYTES_RECEIVED, unit="By", description="Framed bytes of messages received"
+        )
+        self.request_duration: Histogram = meter.create_histogram(
+            METRIC_REQUEST_DURATION,
+            unit="s",
+            description="From sending a request to its reply or failure",
+        )
+        self.handler_duration: Histogram = meter.create_histogram(
+            METRIC_HANDLER_DURATION, unit="s", description="How long each handler call ran"
         )
 
 
@@ -237,10 +261,14 @@ class LinkTracer(BaseTracer):
             self._propagator.inject(event.outgoing_headers, setter=_SETTER)
             key = id(event)
             self._sending[key] = (event, span)
+            started = time.perf_counter()
             try:
                 yield span
             finally:
                 del self._sending[key]
+                if event.kind == "request":
+                    elapsed = time.perf_counter() - started
+                    self._instruments.request_duration.record(elapsed, _metric_attributes(event))
 
     def on_sent(self, event: TraceEvent) -> None:
         """Count the message; give its client span (if any) its size and request ID."""
@@ -292,7 +320,12 @@ class LinkTracer(BaseTracer):
                 kind=SpanKind.SERVER,
                 attributes=attributes,
             ) as span:
-                yield span
+                started = time.perf_counter()
+                try:
+                    yield span
+                finally:
+                    elapsed = time.perf_counter() - started
+                    self._instruments.handler_duration.record(elapsed, _metric_attributes(event))
         finally:
             otel_context.detach(token)
 
