@@ -59,6 +59,9 @@ class ConnectionHost(Protocol):
     def sendto(self, data: bytes, addr: NetworkAddress) -> None:
         """Send one datagram."""
 
+    def send_batch(self, datagrams: list[tuple[bytes, NetworkAddress]]) -> None:
+        """Send datagrams in order (runs to one address in one system call if it can)."""
+
     def schedule_flush(self, conn: Connection) -> None:
         """Call `conn.transmit()` at the end of this event-loop turn."""
 
@@ -267,8 +270,9 @@ class Connection:
                 quic.send_stream_data(STREAM_ID, data)
         host = self._host
         loop = host.loop
-        for datagram, addr in quic.datagrams_to_send(now=loop.time()):
-            host.sendto(datagram, addr)
+        datagrams = quic.datagrams_to_send(now=loop.time())
+        if datagrams:
+            host.send_batch(datagrams)
         timer_at = quic.get_timer()
         if timer_at != self._timer_at:
             if self._timer is not None:

@@ -303,6 +303,10 @@ class Endpoint:
         """Send one datagram (queued if the socket buffer is full)."""
         self._udp.sendto(data, addr)
 
+    def send_batch(self, datagrams: list[tuple[bytes, NetworkAddress]]) -> None:
+        """Send datagrams in order (`UdpSocket.send_batch`: GSO where the OS has it)."""
+        self._udp.send_batch(datagrams)
+
     def _batch_read(self) -> None:
         if self._flush_handle is not None:
             # Move the transmit behind the handler wake-ups this batch scheduled,

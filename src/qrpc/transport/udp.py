@@ -5,13 +5,22 @@ owner's ``on_batch`` runs, so the ACKs and replies for a burst leave
 together (asyncio's datagram transport reads one datagram per loop
 iteration).  A send that finds the socket buffer full is queued and retried
 when the socket is writable, in order.
+
+`send_batch` hands the kernel a run of datagrams to one address in one
+system call where the OS segments UDP itself (Linux ``UDP_SEGMENT``, GSO):
+the run's datagrams have one size but the last, which may be shorter, at
+most `GSO_SEGMENTS` of them.  A device that cannot segment fails the call
+with EIO; GSO is then turned off for the socket and the run sent one by one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
+import struct
+import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,10 +30,28 @@ from aioquic.quic.connection import NetworkAddress
 
 from qrpc.errors import ConfigError
 
-__all__ = ["READ_BATCH", "SOCKET_BUFFER", "EndpointStats", "UdpSocket"]
+__all__ = ["GSO_SEGMENTS", "READ_BATCH", "SOCKET_BUFFER", "EndpointStats", "UdpSocket"]
 
 READ_BATCH: Final = 64  # datagrams read per readiness event
 SOCKET_BUFFER: Final = 4 * 1024 * 1024  # bytes requested for SO_RCVBUF / SO_SNDBUF
+GSO_SEGMENTS: Final = 64  # datagrams per segmented send (the kernel allows 64)
+_GSO_BYTES: Final = 65000  # bytes per segmented send (a UDP payload is at most 65507)
+_UDP_SEGMENT: Final = getattr(socket, "UDP_SEGMENT", 103)  # Linux <netinet/udp.h>
+_SEGMENT: Final = struct.Struct("=H")
+
+Datagram = tuple[bytes, NetworkAddress]
+
+
+def gso_supported() -> bool:
+    """Whether this OS segments UDP sends (Linux 4.18+ ``UDP_SEGMENT``)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.setsockopt(socket.SOL_UDP, _UDP_SEGMENT, 0)
+        except OSError:
+            return False
+    return True
 
 
 @dataclass(slots=True)
@@ -33,6 +60,8 @@ class EndpointStats:
 
     datagrams_in: int = 0
     datagrams_out: int = 0
+    send_calls: int = 0
+    """System calls that sent datagrams (fewer than `datagrams_out` with GSO)."""
     send_queued: int = 0
     """Datagrams queued because the socket buffer was full."""
     initials_dropped: int = 0
@@ -58,7 +87,16 @@ class UdpSocket:
         on_batch: called after each batch of reads.
     """
 
-    __slots__ = ("_closed", "_loop", "_queue", "_sock", "_stats", "on_batch", "on_datagram")
+    __slots__ = (
+        "_closed",
+        "_loop",
+        "_queue",
+        "_sock",
+        "_stats",
+        "gso",
+        "on_batch",
+        "on_datagram",
+    )
 
     def __init__(
         self,
@@ -73,6 +111,8 @@ class UdpSocket:
         self._stats = stats
         self._queue: deque[tuple[bytes, NetworkAddress]] = deque()
         self._closed = False
+        self.gso = sock.family in (socket.AF_INET, socket.AF_INET6) and _GSO
+        "Whether runs of datagrams are sent segmented (off after a device refused)."
         self.on_datagram = on_datagram
         self.on_batch = on_batch
         self._loop.add_reader(sock.fileno(), self._read_ready)
@@ -122,14 +162,57 @@ class UdpSocket:
         if self._queue:
             self._queue.append((data, addr))
             return
+        self._stats.send_calls += 1
         try:
             self._sock.sendto(data, addr)
         except BlockingIOError:
-            self._stats.send_queued += 1
-            self._queue.append((data, addr))
-            self._loop.add_writer(self._sock.fileno(), self._write_ready)
+            self._queue_from([(data, addr)], 0)
         except OSError:
             pass  # unreachable destination: QUIC's loss recovery and timeouts handle it
+
+    def send_batch(self, datagrams: list[Datagram]) -> None:
+        """Send `datagrams` in order: each run to one address in one system call
+        with GSO, else one by one; what the socket buffer cannot take is queued."""
+        if not self.gso or len(datagrams) == 1:
+            for data, addr in datagrams:
+                self.sendto(data, addr)
+            return
+        stats = self._stats
+        stats.datagrams_out += len(datagrams)
+        if self._queue:
+            self._queue.extend(datagrams)
+            return
+        start = 0
+        while start < len(datagrams):
+            end = _run_end(datagrams, start)
+            stats.send_calls += 1
+            try:
+                self._send_run(datagrams, start, end)
+            except BlockingIOError:
+                self._queue_from(datagrams, start)
+                return
+            except OSError as exc:
+                if exc.errno == errno.EIO and end - start > 1:  # the device cannot segment
+                    self.gso = False
+                    stats.datagrams_out -= len(datagrams) - start
+                    for data, addr in datagrams[start:]:
+                        self.sendto(data, addr)
+                    return
+            start = end
+
+    def _send_run(self, datagrams: list[Datagram], start: int, end: int) -> None:
+        data, addr = datagrams[start]
+        if end - start == 1:
+            self._sock.sendto(data, addr)
+            return
+        run = b"".join([d for d, _ in datagrams[start:end]])
+        segment = [(socket.SOL_UDP, _UDP_SEGMENT, _SEGMENT.pack(len(data)))]
+        self._sock.sendmsg([run], segment, 0, addr)
+
+    def _queue_from(self, datagrams: list[Datagram], start: int) -> None:
+        self._stats.send_queued += len(datagrams) - start
+        self._queue.extend(datagrams[start:])
+        self._loop.add_writer(self._sock.fileno(), self._write_ready)
 
     def _write_ready(self) -> None:
         queue = self._queue
@@ -174,3 +257,25 @@ class UdpSocket:
         self._queue.clear()
         self._loop.remove_reader(self._sock.fileno())
         self._sock.close()
+
+
+def _run_end(datagrams: list[Datagram], start: int) -> int:
+    """The end of the run that starts at `start`: one address, one size (a shorter
+    datagram ends it), at most `GSO_SEGMENTS` datagrams and `_GSO_BYTES` bytes."""
+    data, addr = datagrams[start]
+    size = len(data)
+    total = size
+    end = start + 1
+    limit = min(len(datagrams), start + GSO_SEGMENTS)
+    while end < limit:
+        data, to = datagrams[end]
+        if to != addr or len(data) > size or total + len(data) > _GSO_BYTES:
+            break
+        total += len(data)
+        end += 1
+        if len(data) < size:
+            break
+    return end
+
+
+_GSO: Final = gso_supported()
