@@ -131,7 +131,8 @@ def _parser() -> argparse.ArgumentParser:
         "--contender",
         action="append",
         default=[],
-        help="transport contenders: raw_aioquic, qrpc_node, grpcio, pyzmq (repeatable)",
+        help="transport contenders: raw_aioquic, raw_aioquic_batched, qrpc_node, grpcio, pyzmq, "
+        "nats (repeatable; naming an alternative also runs the alternatives section)",
     )
     parser.add_argument(
         "--knobs",
@@ -303,6 +304,9 @@ def _transport(
     if args.metric and not metrics:
         sections[:] = [s for s in sections if s not in ("transport", "alternatives")]
     wanted = set(args.contender)
+    named_alternative = bool(wanted & set(runner.ALTERNATIVES))
+    if named_alternative and "transport" in sections and "alternatives" not in sections:
+        sections.append("alternatives")  # named explicitly: run with the headline knobs
 
     def chosen(names: Sequence[str]) -> list[str]:
         return [n for n in names if not wanted or n in wanted]

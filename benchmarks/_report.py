@@ -17,6 +17,7 @@ LABELS: Final = {
     "raw_aioquic_batched": "raw_aioquic_batched",
     "grpcio": "grpcio",
     "pyzmq": "pyzmq",
+    "nats": "nats",
 }
 """Contender module -> JSON key."""
 UNITS: Final = {
@@ -120,7 +121,7 @@ def assemble_transport(
             "metrics": {k: compare(group.values, k) for k in keys if k != "broadcast_1k_20_ms"},
         }
         doc["rss_mib"][knobs.label] = {LABELS[n]: r for n, r in group.rss_mib.items()}
-        doc.setdefault("cpu", {})[knobs.label] = _cpu(group.cpu, ("server", "client"))
+        doc.setdefault("cpu", {})[knobs.label] = _cpu(group.cpu, ("server", "client", "broker"))
         doc.setdefault("congestion", {})[knobs.label] = {
             LABELS[n]: metrics for n, metrics in group.quic.items()
         }
@@ -171,9 +172,9 @@ def unpaced(state: dict[str, float]) -> bool:
 
 
 def _cpu(
-    cpu: dict[str, dict[str, list[list[float]]]], roles: tuple[str, str]
+    cpu: dict[str, dict[str, list[list[float]]]], roles: tuple[str, ...]
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Median CPU use (cores) of each role, per contender and metric."""
+    """Median CPU use (cores) of each role, per contender and metric (a broker only if any)."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     order = list(LABELS)
     for name, metrics in sorted(cpu.items(), key=lambda item: order.index(item[0])):
@@ -181,6 +182,7 @@ def _cpu(
             metric: {
                 role: round(statistics.median(run[index] for run in runs), 2)
                 for index, role in enumerate(roles)
+                if all(len(run) > index for run in runs)
             }
             for metric, runs in metrics.items()
         }
@@ -403,7 +405,7 @@ def tables(doc: dict[str, Any]) -> str:
             format_table(
                 ["run", "contender", *CPU_METRICS],
                 rows,
-                title="CPU busy during each metric, cores (server/client; hub/spokes), median",
+                title="CPU busy per metric, cores (server/client[/broker]; hub/spokes), median",
             ),
         ]
     if doc.get("rss_mib"):
@@ -411,7 +413,10 @@ def tables(doc: dict[str, Any]) -> str:
         for group, contenders in doc["rss_mib"].items():
             for name, roles in contenders.items():
                 rows.append([group, name, *(f"{role} {mib:.0f}" for role, mib in roles.items())])
-        out += ["", format_table(["run", "contender", "peak RSS MiB", ""], rows, title="Memory")]
+        width = max(len(row) for row in rows)  # a broker adds a third role
+        rows = [row + [""] * (width - len(row)) for row in rows]
+        headers = ["run", "contender", "peak RSS MiB", *[""] * (width - 3)]
+        out += ["", format_table(headers, rows, title="Memory")]
     if doc.get("contenders"):
         out += ["", "Contenders:"]
         out += [f"  {name}: {text}" for name, text in doc["contenders"].items()]
@@ -437,7 +442,10 @@ def _alternatives_table(doc: dict[str, Any]) -> str:
     rows: list[list[object]] = []
     for key in keys:
         ours = transport.get(key, {}) if transport else {}
-        cells = [alternatives[n].get("metrics", {}).get(key, {}).get("value") for n in names]
+        cells: list[object] = []
+        for name in names:
+            entry = alternatives[name].get("metrics", {}).get(key, {})
+            cells += [entry.get("value"), _ratio(entry.get("qrpc_ratio"))]
         rows.append(
             [
                 key,
@@ -452,11 +460,23 @@ def _alternatives_table(doc: dict[str, Any]) -> str:
         f"  {name}: {alt.get('notes') or 'skipped: ' + alt.get('skipped', '')}"
         for name, alt in alternatives.items()
     ]
-    title = "Alternatives, same run (loopback; grpcio and pyzmq use TCP)"
+    title = (
+        "Alternatives, same run (loopback; grpcio, pyzmq and nats use TCP; "
+        "q/X = qrpc / X, above 1 means more for throughput, slower for latency)"
+    )
     if not rows:
         return "\n".join([title, *notes])
     table = format_table(
-        ["metric", "unit", "qrpc", "raw", "raw batched", *names], rows, title=title
+        [
+            "metric",
+            "unit",
+            "qrpc",
+            "raw",
+            "raw batched",
+            *(c for n in names for c in (n, f"q/{n}")),
+        ],
+        rows,
+        title=title,
     )
     return "\n".join([table, *notes])
 

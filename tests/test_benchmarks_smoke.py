@@ -134,6 +134,46 @@ def test_contender_modules_share_one_interface() -> None:
     assert runner.load_contender("no_such_contender").startswith("not installed")
 
 
+def test_nats_runs_next_to_qrpc(tmp_path: Path) -> None:
+    """NATS (when its extras are installed) runs through its broker in the same run as qrpc."""
+    pytest.importorskip("nats", reason="nats-py not installed (extra bench-alternatives)")
+    from benchmarks.bench_transport import runner
+
+    module = runner.load_contender("nats")
+    if isinstance(module, str):
+        pytest.skip(f"nats contender unavailable: {module}")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("PYTHONASYNCIODEBUG", raising=False)
+        code = main(
+            [
+                "--smoke",
+                "--out",
+                str(tmp_path),
+                "--only",
+                "transport",
+                "--contender",
+                "qrpc_node",
+                "--contender",
+                "nats",
+                *("--metric", "throughput_100b", "--metric", "rtt", "--metric", "connect"),
+                "--no-chart",
+                "--no-pin",
+            ]
+        )
+    assert code == 0
+    doc: Doc = json.loads((tmp_path / "latest.json").read_text(encoding="utf-8"))
+    metrics = doc["alternatives"]["nats"]["metrics"]
+    for key in ("throughput_100b_msgs", "rtt_p50_us", "rtt_p99_us", "connect_ms"):
+        assert _number(metrics[key]["value"]), key
+        assert metrics[key]["qrpc_ratio"] == pytest.approx(
+            metrics[key]["qrpc"] / metrics[key]["value"]
+        )
+    assert set(doc["cpu"]["dgram=1200"]["nats"]["rtt"]) == {"server", "client", "broker"}
+    assert set(doc["cpu"]["dgram=1200"]["qrpc"]["rtt"]) == {"server", "client"}
+    assert doc["rss_mib"]["dgram=1200"]["nats"]["broker"] > 0
+    assert "q/nats" in (tmp_path / "latest.txt").read_text(encoding="utf-8")
+
+
 def test_raw_framing_matches_qrpc() -> None:
     from benchmarks.bench_transport._common import HEADER, FrameParser, frame
 

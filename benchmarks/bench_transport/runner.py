@@ -12,12 +12,18 @@ The broadcast metric uses a second pair per contender: a hub process and a
 "spokes" process holding the 20 receivers (21 processes would not fit
 2 cores; the receivers of one process share one event loop, which is the
 same for every contender).
+
+A contender with a broker (NATS) names it with ``start_broker(certs)``: the
+runner starts that process before the contender's server, passes its
+``info`` to the server, stops it after both workers, and reports its CPU
+and peak RSS as a third role, ``broker``.
 """
 
 from __future__ import annotations
 
 import importlib
 import multiprocessing
+import os
 import sys
 import tempfile
 import time
@@ -46,7 +52,7 @@ __all__ = [
 
 CONTENDERS: Final = ("raw_aioquic", "raw_aioquic_batched", "qrpc_node")
 """QUIC contenders: the baselines first."""
-ALTERNATIVES: Final = ("grpcio", "pyzmq")
+ALTERNATIVES: Final = ("grpcio", "pyzmq", "nats")
 """Optional contenders (extra ``bench-alternatives``)."""
 BASELINE: Final = "raw_aioquic"
 
@@ -224,13 +230,55 @@ class _Proc:
         self.conn.close()
 
 
+class _Broker:
+    """A contender's broker process, e.g. ``nats-server`` (started by its ``start_broker``).
+
+    Answers the runner's ``cpu`` command from ``/proc`` as a worker does for
+    itself, so its CPU is reported next to the server's and the client's.
+    """
+
+    def __init__(self, module: ModuleType, certs: CertPaths) -> None:
+        self.handle = module.start_broker(certs)
+        self.pid: int = self.handle.pid
+        self.info: dict[str, Any] = dict(self.handle.info)
+        self.rss_kib = 0
+
+    def call(self, command: Command) -> Result:
+        if command["cmd"] == "cpu":
+            return {"cpu": self._cpu_seconds(), "wall": time.perf_counter()}
+        raise ValueError(f"broker: unknown command {command!r}")
+
+    def _cpu_seconds(self) -> float:
+        """User + system CPU time of the broker (all its threads), seconds."""
+        try:
+            stat_line = Path(f"/proc/{self.pid}/stat").read_text(encoding="ascii")
+        except OSError:  # not Linux: no per-process figure
+            return 0.0
+        fields = stat_line.rsplit(")", 1)[1].split()  # fields 3.. of proc(5); utime is 14
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def _peak_rss_kib(self) -> int:
+        try:
+            with open(f"/proc/{self.pid}/status", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+        return 0
+
+    def stop(self) -> None:
+        self.rss_kib = self._peak_rss_kib()
+        self.handle.stop()
+
+
 @dataclass
 class GroupResult:
     """Per contender: figures per round, RSS per role, profile files, notes."""
 
     values: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     cpu: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict)
-    """contender -> metric -> [[first role's cores, second role's cores], ...] per run."""
+    """contender -> metric -> [[first role's cores, second role's, broker's if any], ...]."""
     quic: dict[str, dict[str, list[dict[str, float]]]] = field(default_factory=dict)
     """contender -> metric -> congestion state after each throughput run (diagnostics)."""
     rss_mib: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -264,8 +312,6 @@ def _spec(
 
 
 def _cpus(settings: Settings) -> tuple[int | None, int | None]:
-    import os
-
     if not settings.pin or not hasattr(os, "sched_getaffinity"):
         return None, None
     cpus = sorted(os.sched_getaffinity(0))
@@ -283,6 +329,7 @@ def _processes(
     settings: Settings,
     tag: str,
     result: GroupResult,
+    brokers: dict[str, _Broker],
 ) -> Iterator[dict[str, tuple[_Proc, _Proc]]]:
     first_cpu, second_cpu = _cpus(settings)
     procs: dict[str, tuple[_Proc, _Proc]] = {}
@@ -290,6 +337,10 @@ def _processes(
     try:
         for name in contenders:
             spec = _spec(name, roles[0], knobs, certs, settings, first_cpu, tag)
+            module = load_contender(name)
+            if not isinstance(module, str) and hasattr(module, "start_broker"):
+                brokers[name] = _Broker(module, certs)  # unpinned: a third process
+                spec = replace(spec, peer_info=brokers[name].info)
             firsts[name] = _Proc(spec, settings.timeout)
         for name, first in firsts.items():
             info = first.wait_ready()
@@ -305,11 +356,15 @@ def _processes(
         everything += [p for name, p in firsts.items() if name not in procs]
         for proc in reversed(everything):  # clients before servers
             proc.stop()
+        for broker in brokers.values():  # after the workers that use it
+            broker.stop()
         for name, (first, second) in procs.items():
             result.rss_mib[name] = {
                 roles[0]: round(first.rss_kib / 1024, 1),
                 roles[1]: round(second.rss_kib / 1024, 1),
             }
+            if name in brokers:
+                result.rss_mib[name]["broker"] = round(brokers[name].rss_kib / 1024, 1)
             result.profiles += first.profiles + second.profiles
 
 
@@ -332,6 +387,7 @@ def _measure(
     *,
     target: int,
     title: str,
+    brokers: dict[str, _Broker],
 ) -> None:
     names = list(procs)
     supported = {n: set(load_contender(n).metrics) for n in names}  # type: ignore[union-attr]
@@ -349,9 +405,12 @@ def _measure(
                 if profiling:
                     for proc in procs[name]:
                         proc.call({"cmd": "profile_start"})
-                before = [proc.call({"cmd": "cpu"}) for proc in procs[name]]
+                watched: list[_Proc | _Broker] = [*procs[name]]
+                if name in brokers:
+                    watched.append(brokers[name])
+                before = [proc.call({"cmd": "cpu"}) for proc in watched]
                 answer = procs[name][target].call(command)
-                after = [proc.call({"cmd": "cpu"}) for proc in procs[name]]
+                after = [proc.call({"cmd": "cpu"}) for proc in watched]
                 if profiling:
                     for proc in procs[name]:
                         proc.call({"cmd": "profile_stop"})
@@ -406,10 +465,11 @@ def run_group(
     usable = _usable(contenders, wanted, result)
     if not usable:
         return result
+    brokers: dict[str, _Broker] = {}
     with _processes(
-        usable, ("server", "client"), knobs, certs, settings, knobs.label, result
+        usable, ("server", "client"), knobs, certs, settings, knobs.label, result, brokers
     ) as procs:
-        _measure(procs, metrics, settings, result, target=1, title=knobs.label)
+        _measure(procs, metrics, settings, result, target=1, title=knobs.label, brokers=brokers)
     return result
 
 
@@ -422,10 +482,13 @@ def run_broadcast(
     if not usable:
         return result
     tag = f"broadcast-{knobs.label}"
-    with _processes(usable, ("hub", "spokes"), knobs, certs, settings, tag, result) as procs:
+    brokers: dict[str, _Broker] = {}
+    with _processes(
+        usable, ("hub", "spokes"), knobs, certs, settings, tag, result, brokers
+    ) as procs:
         for hub, _ in procs.values():
             hub.call({"cmd": "wait_peers", "count": settings.spokes})
-        _measure(procs, ["broadcast"], settings, result, target=0, title="peers")
+        _measure(procs, ["broadcast"], settings, result, target=0, title="peers", brokers=brokers)
     return result
 
 
