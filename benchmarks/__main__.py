@@ -132,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="transport contenders: raw_aioquic, raw_aioquic_batched, qrpc_node, grpcio, pyzmq, "
-        "nats (repeatable; naming an alternative also runs the alternatives section)",
+        "nats, zenoh (repeatable; naming an alternative also runs the alternatives section)",
     )
     parser.add_argument(
         "--knobs",

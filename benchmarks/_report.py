@@ -18,6 +18,7 @@ LABELS: Final = {
     "grpcio": "grpcio",
     "pyzmq": "pyzmq",
     "nats": "nats",
+    "zenoh": "zenoh",
 }
 """Contender module -> JSON key."""
 UNITS: Final = {
@@ -461,7 +462,7 @@ def _alternatives_table(doc: dict[str, Any]) -> str:
         for name, alt in alternatives.items()
     ]
     title = (
-        "Alternatives, same run (loopback; grpcio, pyzmq and nats use TCP; "
+        "Alternatives, same run (loopback; grpcio, pyzmq and nats use TCP, zenoh QUIC; "
         "q/X = qrpc / X, above 1 means more for throughput, slower for latency)"
     )
     if not rows:

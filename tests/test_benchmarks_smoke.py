@@ -174,6 +174,45 @@ def test_nats_runs_next_to_qrpc(tmp_path: Path) -> None:
     assert "q/nats" in (tmp_path / "latest.txt").read_text(encoding="utf-8")
 
 
+def test_zenoh_runs_next_to_qrpc(tmp_path: Path) -> None:
+    """Zenoh (when eclipse-zenoh is installed) runs peer to peer in the same run as qrpc."""
+    pytest.importorskip("zenoh", reason="eclipse-zenoh not installed (extra bench-alternatives)")
+    from benchmarks.bench_transport import runner
+
+    module = runner.load_contender("zenoh")
+    if isinstance(module, str):
+        pytest.skip(f"zenoh contender unavailable: {module}")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("PYTHONASYNCIODEBUG", raising=False)
+        code = main(
+            [
+                "--smoke",
+                "--out",
+                str(tmp_path),
+                "--only",
+                "transport",
+                "--contender",
+                "qrpc_node",
+                "--contender",
+                "zenoh",
+                *("--metric", "throughput_100b", "--metric", "rtt", "--metric", "connect"),
+                "--no-chart",
+                "--no-pin",
+            ]
+        )
+    assert code == 0
+    doc: Doc = json.loads((tmp_path / "latest.json").read_text(encoding="utf-8"))
+    metrics = doc["alternatives"]["zenoh"]["metrics"]
+    for key in ("throughput_100b_msgs", "rtt_p50_us", "rtt_p99_us", "connect_ms"):
+        assert _number(metrics[key]["value"]), key
+        assert metrics[key]["qrpc_ratio"] == pytest.approx(
+            metrics[key]["qrpc"] / metrics[key]["value"]
+        )
+    assert set(doc["cpu"]["dgram=1200"]["zenoh"]["rtt"]) == {"server", "client"}
+    assert doc["rss_mib"]["dgram=1200"]["zenoh"]["server"] > 0
+    assert "q/zenoh" in (tmp_path / "latest.txt").read_text(encoding="utf-8")
+
+
 def test_raw_framing_matches_qrpc() -> None:
     from benchmarks.bench_transport._common import HEADER, FrameParser, frame
 
