@@ -4,14 +4,13 @@ datagrams, in the same order, either way."""
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import socket
 from collections.abc import Iterator
 
 import pytest
 
-from qrpc.transport.udp import EndpointStats, UdpSocket, gro_supported, gso_supported
+from qrpc.transport.udp import EndpointStats, UdpSocket, gso_supported
 
 
 @pytest.fixture
@@ -116,40 +115,3 @@ async def test_a_device_without_gso_turns_it_off_and_loses_nothing(
         monkeypatch.setattr(udp, "_sock", real)
         udp.close(flush=False)
 
-
-async def _receiver_udp(got: list[bytes], stats: EndpointStats, *, gro: bool) -> UdpSocket:
-    sock = await UdpSocket.bind("127.0.0.1", 0)
-    udp = UdpSocket(
-        sock, stats, on_datagram=lambda data, *_: got.append(data), on_batch=lambda: None
-    )
-    if not gro:
-        udp.disable_gro()
-    return udp
-
-
-@pytest.mark.parametrize("gro", [True, False], ids=["gro", "no-gro"])
-async def test_a_coalesced_burst_is_split_back_into_its_datagrams(gro: bool) -> None:
-    if gro and not gro_supported():
-        pytest.skip("this OS has no UDP GRO")
-    got: list[bytes] = []
-    stats = EndpointStats()
-    receiving = await _receiver_udp(got, stats, gro=gro)
-    sending = await _sender(EndpointStats(), gso=gso_supported())
-    try:
-        where = receiving.address
-        batch = [(bytes([index]) * 1200, where) for index in range(10)]
-        batch.append((b"z" * 300, where))
-        sending.send_batch(batch)
-        for _ in range(200):
-            if len(got) >= len(batch):
-                break
-            await asyncio.sleep(0.01)
-        assert got == [data for data, _ in batch]
-        assert stats.datagrams_in == len(batch)
-        if gro and sending.gso:
-            assert stats.recv_calls < len(batch)  # the kernel handed the burst over whole
-        if not gro:
-            assert stats.recv_calls == len(batch)
-    finally:
-        sending.close(flush=False)
-        receiving.close(flush=False)
