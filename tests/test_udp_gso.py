@@ -114,4 +114,3 @@ async def test_a_device_without_gso_turns_it_off_and_loses_nothing(
     finally:
         monkeypatch.setattr(udp, "_sock", real)
         udp.close(flush=False)
-
