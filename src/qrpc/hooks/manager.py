@@ -94,7 +94,11 @@ def _register(
     pm: pluggy.PluginManager, plugin: object, where: str, name: str | None = None
 ) -> None:
     if isinstance(plugin, type):
-        raise ConfigError(where, "is a class; register a module or an instance (pluggy issue 643)")
+        raise ConfigError(
+            where,
+            "is a class; register a module or an instance (pluggy would register the "
+            "class itself, whose hook methods then lack self)",
+        )
     if not isinstance(plugin, ModuleType) and not any(
         name_.startswith("qrpc_") for name_ in dir(plugin)
     ):
