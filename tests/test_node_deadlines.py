@@ -116,11 +116,14 @@ async def test_a_cancelled_request_still_queued_never_runs(make_node: NodeFactor
     first = asyncio.create_task(caller.request(callee.id, Ping("first"), reply=Pong, timeout=10))
     await eventually(lambda: ran == ["first"])
     second = asyncio.create_task(caller.request(callee.id, Ping("second"), timeout=10))
-    await asyncio.sleep(0.05)  # the second request is queued behind the first
+    await eventually(lambda: _arrived(callee, caller) == 2)  # queued behind the first
     second.cancel()
     with pytest.raises(asyncio.CancelledError):
         await second
-    await asyncio.sleep(0.05)  # its CANCEL arrives while it is still queued
+    # A message sent after the CANCEL arrives after it (one ordered stream): once it is
+    # in, the CANCEL was taken while the second request was still queued.
+    await caller.send(callee.id, Pong("after the cancel"))
+    await eventually(lambda: _arrived(callee, caller) == 3)
     release.set()
     assert await first == Pong("first")
     third = await caller.request(callee.id, Ping("third"), reply=Pong, timeout=5)
@@ -178,8 +181,8 @@ async def test_a_nested_call_after_the_deadline_is_not_sent(make_node: NodeFacto
         await a.request(b.id, Ping("outer"), timeout=0.3)
     await eventually(lambda: bool(errors), timeout=3)
     assert "nothing was sent" in str(errors[0])
-    await asyncio.sleep(0.1)
-    assert leaf_calls == []
+    await b.request(c.id, Ping("marker"), timeout=5)  # behind anything b had sent to c
+    assert leaf_calls == ["marker"]
 
 
 async def test_handlers_with_concurrency_are_cancelled_too(make_node: NodeFactory) -> None:
@@ -216,13 +219,20 @@ async def test_a_cancel_for_a_handler_past_its_deadline_is_harmless(
         except asyncio.CancelledError:  # the deadline: swallowed, and it keeps going
             swallowed.set()
             await asyncio.sleep(0.3)  # the caller's CANCEL arrives meanwhile
+        finished.set()
         return Pong("late")
 
+    finished = asyncio.Event()
     with pytest.raises(qrpc.RequestTimeout):
         await caller.request(callee.id, Ping("x"), timeout=0.2)
     await asyncio.wait_for(swallowed.wait(), 3)
-    await asyncio.sleep(0.4)
+    await asyncio.wait_for(finished.wait(), 3)
+    assert await caller.request(callee.id, Ping("y"), reply=Pong, timeout=5) == Pong("y")
     assert "Traceback" not in caplog.text
     assert "Cannot change state" not in caplog.text
     assert caller.is_connected(callee.id)
-    assert await caller.request(callee.id, Ping("y"), reply=Pong, timeout=5) == Pong("y")
+
+
+def _arrived(node: qrpc.Node, peer: qrpc.Node) -> int:
+    """Messages and requests `node` has received from `peer` on their link."""
+    return node.link_stats(peer.id).messages_in

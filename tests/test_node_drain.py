@@ -30,18 +30,19 @@ async def test_messages_still_flow_while_draining(make_node: NodeFactory) -> Non
     client, server = await make_node(), await make_node()
     await connect(client, server)
     got: list[str] = []
-    release = asyncio.Event()
+    started, release = asyncio.Event(), asyncio.Event()
 
     @server.handler(1, concurrency=2)  # the message must not wait behind the request
     async def on_ping(ctx: qrpc.Context, msg: Ping) -> Pong | None:
         if ctx.is_request:
+            started.set()
             await asyncio.wait_for(release.wait(), 5)
             return Pong("late")
         got.append(msg.text)
         return None
 
     in_flight = asyncio.create_task(client.request(server.id, Ping("hold"), timeout=5))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(started.wait(), 5)
     draining = asyncio.create_task(server.drain(timeout=5))
     await eventually(lambda: _draining(client, server))
     await client.send(server.id, Ping("one-way"))
@@ -55,31 +56,36 @@ async def test_drain_gives_up_after_its_timeout(make_node: NodeFactory) -> None:
     client, server = await make_node(), await make_node(limits=qrpc.Limits(shutdown_timeout=1))
     await connect(client, server)
 
+    started = asyncio.Event()
+
     @server.handler(1)
     async def stuck(ctx: qrpc.Context, msg: Ping) -> None:
+        started.set()
         await asyncio.sleep(30)
 
     call = asyncio.create_task(client.request(server.id, Ping("x"), timeout=10))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(started.wait(), 5)
     loop = asyncio.get_running_loop()
-    started = loop.time()
+    began = loop.time()
     assert await server.drain(timeout=0.3) is False
-    assert loop.time() - started < 3
+    assert loop.time() - began < 3
     with pytest.raises(qrpc.PeerDisconnected):
         await call
 
 
 async def test_a_peer_that_connects_while_draining_is_told(make_node: NodeFactory) -> None:
     server = await make_node()
+    started = asyncio.Event()
 
     @server.handler(1)
     async def stuck(ctx: qrpc.Context, msg: Ping) -> None:
+        started.set()
         await asyncio.sleep(1)
 
     first = await make_node()
     await connect(first, server)
     call = asyncio.create_task(first.request(server.id, Ping("x"), timeout=10))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(started.wait(), 5)
     draining = asyncio.create_task(server.drain(timeout=5))
     late = await make_node()
     await connect(late, server)

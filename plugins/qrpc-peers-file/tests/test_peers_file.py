@@ -41,6 +41,16 @@ async def nodes(qrpc_pki: TestPKI) -> AsyncIterator[NodeFactory]:
         yield make
 
 
+class _CountingPeersFile(PeersFile):
+    """A `PeersFile` that counts the rounds that read it."""
+
+    reads = 0
+
+    def read(self) -> list[qrpc.PeerAddress]:
+        self.reads += 1
+        return super().read()
+
+
 def test_lines_are_parsed_and_bad_ones_skipped(caplog: pytest.LogCaptureFixture) -> None:
     text = (
         "# peers\n"
@@ -85,8 +95,13 @@ async def test_a_peer_written_to_the_file_later_is_dialed(
     target = await nodes()
     listing = tmp_path / "peers"
     listing.write_text("# nobody yet\n", encoding="utf-8")
-    dialer = await nodes(plugins=[PeersFile(listing)], limits=FAST)
-    await asyncio.sleep(0.5)  # a few rounds with an empty file
+    source = _CountingPeersFile(listing)
+    dialer = await nodes(plugins=[source], limits=FAST)
+    for _ in range(100):  # two rounds with an empty file (bounded: 5 s)
+        if source.reads >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert source.reads >= 2
     assert dialer.peers() == []
     host, port = target.address
     listing.write_text(f"{host}:{port} {target.id}\n", encoding="utf-8")
