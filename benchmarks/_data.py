@@ -166,6 +166,14 @@ class Ack(msgspec.Struct):
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
 
+# The contenders that are not qrpc encode and decode the same bodies with these.
+ENCODE: Final = _ENCODER.encode
+DECODE_ECHO: Final = msgspec.msgpack.Decoder(Echo).decode
+DECODE_PAYLOAD: Final = msgspec.msgpack.Decoder(Payload).decode
+DECODE_REPLY: Final = msgspec.msgpack.Decoder(SyncReply).decode
+SYNC_BODY: Final = ENCODE(Sync())
+"""The msgpack body of `Sync()`."""
+
 
 def payload_data(size: int) -> bytes:
     """The `data` field that makes a `Payload`/`Echo` body exactly `size` bytes."""

@@ -134,27 +134,30 @@ def test_contender_modules_share_one_interface() -> None:
     assert runner.load_contender("no_such_contender").startswith("not installed")
 
 
-def test_nats_runs_next_to_qrpc(tmp_path: Path) -> None:
-    """NATS (when its extras are installed) runs through its broker in the same run as qrpc."""
-    pytest.importorskip("nats", reason="nats-py not installed (extra bench-alternatives)")
+@pytest.mark.parametrize(
+    ("name", "package", "extra", "roles"),
+    [
+        ("nats", "nats", "nats-py", {"server", "client", "broker"}),
+        ("zenoh", "zenoh", "eclipse-zenoh", {"server", "client"}),
+    ],
+)
+def test_a_peer_runs_next_to_qrpc(
+    tmp_path: Path, name: str, package: str, extra: str, roles: set[str]
+) -> None:
+    """NATS (through its broker) and Zenoh (peer to peer), when their extras are
+    installed, run in the same run as qrpc, with ratios, CPU and memory per role."""
+    pytest.importorskip(package, reason=f"{extra} not installed (extra bench-alternatives)")
     from benchmarks.bench_transport import runner
 
-    module = runner.load_contender("nats")
+    module = runner.load_contender(name)
     if isinstance(module, str):
-        pytest.skip(f"nats contender unavailable: {module}")
+        pytest.skip(f"{name} contender unavailable: {module}")
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("PYTHONASYNCIODEBUG", raising=False)
         code = main(
             [
-                "--smoke",
-                "--out",
-                str(tmp_path),
-                "--only",
-                "transport",
-                "--contender",
-                "qrpc_node",
-                "--contender",
-                "nats",
+                *("--smoke", "--out", str(tmp_path), "--only", "transport"),
+                *("--contender", "qrpc_node", "--contender", name),
                 *("--metric", "throughput_100b", "--metric", "rtt", "--metric", "connect"),
                 "--no-chart",
                 "--no-pin",
@@ -162,55 +165,16 @@ def test_nats_runs_next_to_qrpc(tmp_path: Path) -> None:
         )
     assert code == 0
     doc: Doc = json.loads((tmp_path / "latest.json").read_text(encoding="utf-8"))
-    metrics = doc["alternatives"]["nats"]["metrics"]
+    metrics = doc["alternatives"][name]["metrics"]
     for key in ("throughput_100b_msgs", "rtt_p50_us", "rtt_p99_us", "connect_ms"):
         assert _number(metrics[key]["value"]), key
         assert metrics[key]["qrpc_ratio"] == pytest.approx(
             metrics[key]["qrpc"] / metrics[key]["value"]
         )
-    assert set(doc["cpu"]["dgram=1200"]["nats"]["rtt"]) == {"server", "client", "broker"}
+    assert set(doc["cpu"]["dgram=1200"][name]["rtt"]) == roles
     assert set(doc["cpu"]["dgram=1200"]["qrpc"]["rtt"]) == {"server", "client"}
-    assert doc["rss_mib"]["dgram=1200"]["nats"]["broker"] > 0
-    assert "q/nats" in (tmp_path / "latest.txt").read_text(encoding="utf-8")
-
-
-def test_zenoh_runs_next_to_qrpc(tmp_path: Path) -> None:
-    """Zenoh (when eclipse-zenoh is installed) runs peer to peer in the same run as qrpc."""
-    pytest.importorskip("zenoh", reason="eclipse-zenoh not installed (extra bench-alternatives)")
-    from benchmarks.bench_transport import runner
-
-    module = runner.load_contender("zenoh")
-    if isinstance(module, str):
-        pytest.skip(f"zenoh contender unavailable: {module}")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("PYTHONASYNCIODEBUG", raising=False)
-        code = main(
-            [
-                "--smoke",
-                "--out",
-                str(tmp_path),
-                "--only",
-                "transport",
-                "--contender",
-                "qrpc_node",
-                "--contender",
-                "zenoh",
-                *("--metric", "throughput_100b", "--metric", "rtt", "--metric", "connect"),
-                "--no-chart",
-                "--no-pin",
-            ]
-        )
-    assert code == 0
-    doc: Doc = json.loads((tmp_path / "latest.json").read_text(encoding="utf-8"))
-    metrics = doc["alternatives"]["zenoh"]["metrics"]
-    for key in ("throughput_100b_msgs", "rtt_p50_us", "rtt_p99_us", "connect_ms"):
-        assert _number(metrics[key]["value"]), key
-        assert metrics[key]["qrpc_ratio"] == pytest.approx(
-            metrics[key]["qrpc"] / metrics[key]["value"]
-        )
-    assert set(doc["cpu"]["dgram=1200"]["zenoh"]["rtt"]) == {"server", "client"}
-    assert doc["rss_mib"]["dgram=1200"]["zenoh"]["server"] > 0
-    assert "q/zenoh" in (tmp_path / "latest.txt").read_text(encoding="utf-8")
+    assert all(doc["rss_mib"]["dgram=1200"][name][role] > 0 for role in roles - {"client"})
+    assert f"q/{name}" in (tmp_path / "latest.txt").read_text(encoding="utf-8")
 
 
 def test_raw_framing_matches_qrpc() -> None:

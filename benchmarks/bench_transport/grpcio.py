@@ -21,10 +21,18 @@ from pathlib import Path
 from typing import Any, Final
 
 import grpc  # type: ignore[import-untyped,import-not-found,unused-ignore]
-import msgspec
 from grpc import aio  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-from benchmarks._data import Echo, Payload, SyncReply, payload_data
+from benchmarks._data import (
+    DECODE_ECHO,
+    DECODE_PAYLOAD,
+    DECODE_REPLY,
+    ENCODE,
+    Echo,
+    Payload,
+    SyncReply,
+    payload_data,
+)
 from benchmarks._util import percentile
 from benchmarks.bench_transport._common import (
     BATCH,
@@ -42,22 +50,18 @@ notes: Final = (
 metrics: Final = frozenset({"throughput", "rtt", "connect"})
 
 SERVICE: Final = "qrpcbench.Bench"
-_ENCODE: Final = msgspec.msgpack.Encoder().encode
-_DECODE_ECHO: Final = msgspec.msgpack.Decoder(Echo).decode
-_DECODE_PAYLOAD: Final = msgspec.msgpack.Decoder(Payload).decode
-_DECODE_REPLY: Final = msgspec.msgpack.Decoder(SyncReply).decode
 
 
 async def _echo(request: bytes, context: Any) -> bytes:
-    return _ENCODE(_DECODE_ECHO(request))
+    return ENCODE(DECODE_ECHO(request))
 
 
 async def _stream(requests: AsyncIterator[bytes], context: Any) -> bytes:
     count = 0
     async for body in requests:
-        _DECODE_PAYLOAD(body)
+        DECODE_PAYLOAD(body)
         count += 1
-    return _ENCODE(SyncReply(count))
+    return ENCODE(SyncReply(count))
 
 
 class _Server:
@@ -141,13 +145,13 @@ class _Client(ClientCommands):
             seq = 1 << 24
             while True:
                 for _ in range(BATCH):
-                    yield _ENCODE(Payload(seq, data))
+                    yield ENCODE(Payload(seq, data))
                     seq += 1
                 sent += BATCH
                 if clock() >= deadline:
                     return
 
-        reply = _DECODE_REPLY(await self.stream(requests()))
+        reply = DECODE_REPLY(await self.stream(requests()))
         elapsed = clock() - start
         if reply.count != sent:
             raise RuntimeError(f"server handled {reply.count} messages, {sent} were sent")
@@ -160,7 +164,7 @@ class _Client(ClientCommands):
         samples = []
         for seq in range(1 << 24, (1 << 24) + count):
             start = clock()
-            reply = _DECODE_ECHO(await echo(_ENCODE(Echo(seq, data))))
+            reply = DECODE_ECHO(await echo(ENCODE(Echo(seq, data))))
             samples.append((clock() - start) / 1000)
             if reply.seq != seq:
                 raise RuntimeError("echo mismatch")

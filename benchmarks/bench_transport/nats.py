@@ -37,10 +37,19 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-import msgspec
 import nats  # type: ignore[import-not-found,unused-ignore]
 
-from benchmarks._data import Echo, Payload, Sync, SyncReply, payload_data
+from benchmarks._data import (
+    DECODE_ECHO,
+    DECODE_PAYLOAD,
+    DECODE_REPLY,
+    ENCODE,
+    SYNC_BODY,
+    Echo,
+    Payload,
+    SyncReply,
+    payload_data,
+)
 from benchmarks._util import percentile
 from benchmarks.bench_transport._common import (
     BATCH,
@@ -80,11 +89,6 @@ ECHO: Final = "bench.echo"
 MAX_PENDING: Final = 1 << 30
 """Bytes the broker queues for one connection before it calls it a slow consumer."""
 WRITE_DEADLINE: Final = "60s"
-_ENCODE: Final = msgspec.msgpack.Encoder().encode
-_DECODE_ECHO: Final = msgspec.msgpack.Decoder(Echo).decode
-_DECODE_PAYLOAD: Final = msgspec.msgpack.Decoder(Payload).decode
-_DECODE_REPLY: Final = msgspec.msgpack.Decoder(SyncReply).decode
-_SYNC: Final = _ENCODE(Sync())
 
 
 class _QuietTlsEof(logging.Filter):
@@ -248,13 +252,13 @@ class _Server:
         async def on_data(msg: Any) -> None:
             if msg.reply:
                 count, self.count = self.count, 0
-                await msg.respond(_ENCODE(SyncReply(count)))
+                await msg.respond(ENCODE(SyncReply(count)))
             else:
-                _DECODE_PAYLOAD(msg.data)
+                DECODE_PAYLOAD(msg.data)
                 self.count += 1
 
         async def on_echo(msg: Any) -> None:
-            await msg.respond(_ENCODE(_DECODE_ECHO(msg.data)))
+            await msg.respond(ENCODE(DECODE_ECHO(msg.data)))
 
         # no client-side limits: a dropped message would fail the count check instead
         await conn.subscribe(DATA, cb=on_data, pending_msgs_limit=0, pending_bytes_limit=0)
@@ -297,12 +301,12 @@ class _Client(ClientCommands):
         deadline = start + duration
         while True:
             for _ in range(BATCH):
-                await publish(DATA, _ENCODE(Payload(seq, data)))
+                await publish(DATA, ENCODE(Payload(seq, data)))
                 seq += 1
             sent += BATCH
             if clock() >= deadline:
                 break
-        reply = _DECODE_REPLY((await self.conn.request(DATA, _SYNC, timeout=120)).data)
+        reply = DECODE_REPLY((await self.conn.request(DATA, SYNC_BODY, timeout=120)).data)
         elapsed = clock() - start
         if reply.count != sent:
             raise self._failed(f"server handled {reply.count} messages, {sent} were sent")
@@ -315,7 +319,7 @@ class _Client(ClientCommands):
         samples = []
         for seq in range(1 << 24, (1 << 24) + count):
             start = clock()
-            reply = _DECODE_ECHO((await request(ECHO, _ENCODE(Echo(seq, data)), timeout=10)).data)
+            reply = DECODE_ECHO((await request(ECHO, ENCODE(Echo(seq, data)), timeout=10)).data)
             samples.append((clock() - start) / 1000)
             if reply.seq != seq:
                 raise RuntimeError("echo mismatch")

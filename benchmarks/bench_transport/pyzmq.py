@@ -16,10 +16,9 @@ import threading
 import time
 from typing import Any, Final
 
-import msgspec
 import zmq  # type: ignore[import-not-found,unused-ignore]
 
-from benchmarks._data import Echo, Payload, payload_data
+from benchmarks._data import DECODE_ECHO, DECODE_PAYLOAD, ENCODE, Echo, Payload, payload_data
 from benchmarks._util import percentile
 from benchmarks.bench_transport._common import BATCH, Command, Result, Worker, WorkerSpec
 
@@ -27,9 +26,6 @@ label: Final = "pyzmq"
 notes: Final = "pyzmq TCP (REQ/REP, PUSH/PULL), no TLS, msgpack bytes"
 metrics: Final = frozenset({"throughput", "rtt"})
 
-_ENCODE: Final = msgspec.msgpack.Encoder().encode
-_DECODE_ECHO: Final = msgspec.msgpack.Decoder(Echo).decode
-_DECODE_PAYLOAD: Final = msgspec.msgpack.Decoder(Payload).decode
 _HOST: Final = "tcp://127.0.0.1"
 
 
@@ -55,7 +51,7 @@ class _Server:
         rep = self.rep
         try:
             while True:
-                rep.send(_ENCODE(_DECODE_ECHO(rep.recv())))
+                rep.send(ENCODE(DECODE_ECHO(rep.recv())))
         except zmq.ContextTerminated:
             rep.close(linger=0)
 
@@ -66,7 +62,7 @@ class _Server:
             while True:
                 body = pull.recv()
                 if body:
-                    _DECODE_PAYLOAD(body)
+                    DECODE_PAYLOAD(body)
                     count += 1
                 else:
                     result.send(str(count).encode())
@@ -114,7 +110,7 @@ class _Client:
         deadline = start + duration
         while True:
             for _ in range(BATCH):
-                send(_ENCODE(Payload(seq, data)))
+                send(ENCODE(Payload(seq, data)))
                 seq += 1
             sent += BATCH
             if clock() >= deadline:
@@ -133,8 +129,8 @@ class _Client:
         samples = []
         for seq in range(1 << 24, (1 << 24) + count):
             start = clock()
-            req.send(_ENCODE(Echo(seq, data)))
-            reply = _DECODE_ECHO(req.recv())
+            req.send(ENCODE(Echo(seq, data)))
+            reply = DECODE_ECHO(req.recv())
             samples.append((clock() - start) / 1000)
             if reply.seq != seq:
                 raise RuntimeError("echo mismatch")

@@ -43,11 +43,20 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-import msgspec
 import zenoh  # type: ignore[import-not-found,unused-ignore]
 from cryptography import x509
 
-from benchmarks._data import Echo, Payload, Sync, SyncReply, payload_data
+from benchmarks._data import (
+    DECODE_ECHO,
+    DECODE_PAYLOAD,
+    DECODE_REPLY,
+    ENCODE,
+    SYNC_BODY,
+    Echo,
+    Payload,
+    SyncReply,
+    payload_data,
+)
 from benchmarks._util import percentile
 from benchmarks.bench_transport._common import (
     BATCH,
@@ -70,11 +79,6 @@ metrics: Final = frozenset({"throughput", "rtt", "connect"})
 DATA: Final = "bench/data"
 ECHO: Final = "bench/echo"
 HOST: Final = "127.0.0.1"
-_ENCODE: Final = msgspec.msgpack.Encoder().encode
-_DECODE_ECHO: Final = msgspec.msgpack.Decoder(Echo).decode
-_DECODE_PAYLOAD: Final = msgspec.msgpack.Decoder(Payload).decode
-_DECODE_REPLY: Final = msgspec.msgpack.Decoder(SyncReply).decode
-_SYNC: Final = _ENCODE(Sync())
 SYNC_WAIT: Final = 60.0
 """Seconds the `Sync` queryable waits for samples still on their way."""
 
@@ -191,7 +195,7 @@ class _Server:
         }
 
     def _on_data(self, sample: Any) -> None:
-        _DECODE_PAYLOAD(sample.payload.to_bytes())
+        DECODE_PAYLOAD(sample.payload.to_bytes())
         self.count += 1
         if self.count == self.expected:
             self.arrived.set()
@@ -204,10 +208,10 @@ class _Server:
             self.arrived.wait(SYNC_WAIT)
         count, self.count, self.expected = self.count, 0, -1
         self.arrived.clear()
-        query.reply(DATA, _ENCODE(SyncReply(count)))
+        query.reply(DATA, ENCODE(SyncReply(count)))
 
     def _on_echo(self, query: Any) -> None:
-        query.reply(ECHO, _ENCODE(_DECODE_ECHO(query.payload.to_bytes())))
+        query.reply(ECHO, ENCODE(DECODE_ECHO(query.payload.to_bytes())))
 
     async def run(self, command: Command) -> Result:
         raise ValueError(f"server: unknown command {command!r}")
@@ -279,12 +283,12 @@ class _Client(ClientCommands):
         deadline = start + duration
         while True:
             for _ in range(BATCH):
-                put(_ENCODE(Payload(seq, data)))
+                put(ENCODE(Payload(seq, data)))
                 seq += 1
             sent += BATCH
             if clock() >= deadline:
                 break
-        reply = _DECODE_REPLY(self.peer.replies.get(self.peer.sync, _SYNC, 120, f"sent={sent}"))
+        reply = DECODE_REPLY(self.peer.replies.get(self.peer.sync, SYNC_BODY, 120, f"sent={sent}"))
         elapsed = clock() - start
         if reply.count != sent:
             raise RuntimeError(f"server handled {reply.count} messages, {sent} were sent")
@@ -298,7 +302,7 @@ class _Client(ClientCommands):
         samples = []
         for seq in range(1 << 24, (1 << 24) + count):
             start = clock()
-            reply = _DECODE_ECHO(get(echo, _ENCODE(Echo(seq, data)), 10))
+            reply = DECODE_ECHO(get(echo, ENCODE(Echo(seq, data)), 10))
             samples.append((clock() - start) / 1000)
             if reply.seq != seq:
                 raise RuntimeError("echo mismatch")
@@ -307,7 +311,7 @@ class _Client(ClientCommands):
 
     async def connect_samples(self, count: int) -> Result:
         samples = []
-        body = _ENCODE(Echo(0, b""))
+        body = ENCODE(Echo(0, b""))
         for _ in range(count):
             start = time.perf_counter()
             peer = _Peer(self.spec, self.spec.peer_info["dialer"])
