@@ -72,6 +72,8 @@ class ErrorCode(IntEnum):
     """A frame's headers exceed the size the receiver announced in its HELLO."""
     SCHEMA_MISMATCH = 0x20
     """The registries disagree on a message type both use (``Node(schema=...)``)."""
+    BAD_DATAGRAM = 0x21
+    """A QUIC DATAGRAM frame carried neither a path probe nor its answer."""
 
 
 class RemoteErrorCode(IntEnum):

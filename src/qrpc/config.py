@@ -26,6 +26,7 @@ from qrpc.wire.hello import MIN_WINDOW
 from qrpc_codecs import Codec, CodecError, get_codec, register_codec
 
 __all__ = [
+    "MAX_DATAGRAM_SIZE",
     "Limits",
     "Peer",
     "PeerAddress",
@@ -40,6 +41,9 @@ __all__ = [
 ]
 
 MiB: Final = 1024 * 1024
+MAX_DATAGRAM_SIZE: Final = 16383
+"""The largest QUIC packet aioquic builds correctly: it writes a frame's length in
+two bytes, so a larger packet carries a corrupt length and the peer closes."""
 _MAX_U32: Final = 0xFFFF_FFFF
 
 
@@ -176,9 +180,16 @@ class QuicSettings:
     """QUIC knobs (see ``docs/performance.md`` for their measured effect).
 
     Args:
-        max_datagram_size: largest UDP payload sent, in bytes (>= 1200).
-            1200 is safe on any path; on loopback or a known jumbo-frame
-            network, larger values move much more data per packet.
+        max_datagram_size: largest UDP payload sent, in bytes, 1200 to
+            16383 (aioquic writes frame lengths in two bytes).  With
+            `path_mtu_discovery` it is the ceiling of the search; without, the
+            size of every datagram.
+        path_mtu_discovery: start at 1200 bytes, the size every QUIC path
+            carries, and probe the path for larger datagrams up to
+            `max_datagram_size` (loopback and jumbo-frame networks carry far
+            more per packet); a size the path stops carrying is dropped again.
+            Off: send `max_datagram_size` from the start (only where every
+            hop carries it).
         max_data: QUIC connection flow-control window, in bytes.
         max_stream_data: QUIC per-stream flow-control window, in bytes.
         idle_timeout: seconds of silence after which a link is declared dead.
@@ -201,7 +212,8 @@ class QuicSettings:
             Anyone who has the file can decrypt the traffic it covers.
     """
 
-    max_datagram_size: int = 1200
+    max_datagram_size: int = MAX_DATAGRAM_SIZE
+    path_mtu_discovery: bool = True
     max_data: int = 4 * MiB
     max_stream_data: int = 4 * MiB
     idle_timeout: float = 30.0
@@ -213,7 +225,14 @@ class QuicSettings:
     key_log_file: str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
-        _check_int("QuicSettings.max_datagram_size", self.max_datagram_size, 1200, 65527)
+        _check_int(
+            "QuicSettings.max_datagram_size", self.max_datagram_size, 1200, MAX_DATAGRAM_SIZE
+        )
+        if not isinstance(self.path_mtu_discovery, bool):
+            raise ConfigError(
+                "QuicSettings.path_mtu_discovery",
+                f"must be a bool, got {self.path_mtu_discovery!r}",
+            )
         _check_int("QuicSettings.max_data", self.max_data, 64 * 1024, 2**62)
         _check_int("QuicSettings.max_stream_data", self.max_stream_data, 64 * 1024, 2**62)
         _check_seconds("QuicSettings.idle_timeout", self.idle_timeout)

@@ -25,7 +25,12 @@ from aioquic.asyncio.client import connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer, serve
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    DatagramFrameReceived,
+    QuicEvent,
+    StreamDataReceived,
+)
 
 import qrpc
 from qrpc.testing import TestPKI
@@ -69,6 +74,8 @@ class RawProtocol(QuicConnectionProtocol):
             asyncio.get_running_loop().create_future()
         )
         self.got_hello = asyncio.Event()
+        self.datagrams: list[bytes] = []
+        "QUIC DATAGRAM frames received (only with ``datagrams=True``)."
         self.reading = True
         "False: datagrams are dropped unread (no ACKs go back), see `stop_reading`."
 
@@ -89,6 +96,8 @@ class RawProtocol(QuicConnectionProtocol):
                     self.got_hello.set()
                 if self.on_frame is not None:
                     self.on_frame(self, frame)
+        elif isinstance(event, DatagramFrameReceived):
+            self.datagrams.append(event.data)
         elif isinstance(event, ConnectionTerminated) and not self.terminated.done():
             self.terminated.set_result(event)
 
@@ -135,10 +144,13 @@ class RawClient:
         node_id: str | None = None,
         hello: bool = True,
         window: int = WINDOW,
+        datagrams: bool = False,
     ) -> AsyncIterator[RawProtocol]:
         """Complete mutual TLS with `node` (and send HELLO, granting `window`, unless
-        `hello` is False)."""
+        `hello` is False); with `datagrams`, announce that QUIC DATAGRAM frames are welcome."""
         config, peer_id = _configuration(pki, is_client=True, node_id=node_id)
+        if datagrams:
+            config.max_datagram_frame_size = 65536
         host, port = node.address
         async with connect(host, port, configuration=config, create_protocol=RawProtocol) as proto:
             assert isinstance(proto, RawProtocol)

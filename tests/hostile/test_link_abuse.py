@@ -13,6 +13,7 @@ import pytest
 
 import qrpc
 from qrpc.testing import TestPKI
+from qrpc.transport import pmtu
 from qrpc.wire import FrameKind, encode_frame
 from qrpc.wire.frames import encode_header
 from tests.conftest import Count, NodeFactory, Ping, Pong, connect
@@ -189,3 +190,66 @@ async def test_opening_other_streams_closes_with_bad_stream(
         peer.transmit()
         assert await _closed_with(peer) == qrpc.ErrorCode.BAD_STREAM
     assert (await other.request(node.id, Ping("ok"), reply=Pong, timeout=5)).text == "ok"
+
+
+async def test_a_datagram_frame_that_is_no_path_probe_closes_with_bad_datagram(
+    make_node: NodeFactory, qrpc_pki: TestPKI
+) -> None:
+    node, other = await _serving(make_node)
+    async with RawClient.connect(qrpc_pki, node, datagrams=True) as peer:
+        await asyncio.wait_for(peer.got_hello.wait(), 5)
+        peer.quic.send_datagram_frame(b"\x07junk")
+        peer.transmit()
+        assert await _closed_with(peer) == qrpc.ErrorCode.BAD_DATAGRAM
+    assert node.peers() == [other.id]
+
+
+async def test_path_probes_are_answered_at_a_bounded_rate(
+    make_node: NodeFactory, qrpc_pki: TestPKI
+) -> None:
+    node, _ = await _serving(make_node)
+    async with RawClient.connect(qrpc_pki, node, datagrams=True) as peer:
+        await asyncio.wait_for(peer.got_hello.wait(), 5)
+        started = time.monotonic()
+        for index in range(200):  # a flood of well-formed probes
+            peer.quic.send_datagram_frame(b"\x01" + index.to_bytes(4, "big") + bytes(100))
+        peer.transmit()
+        probe = await _answered(peer, b"\x02" + (0).to_bytes(4, "big"))
+        assert probe  # the first probes are answered with their token
+        await _request_round_trip(peer)  # everything sent before it was read
+        elapsed = time.monotonic() - started
+        answers = [d for d in peer.datagrams if d[:1] == b"\x02"]
+        allowed = pmtu.ECHOES_PER_SECOND * (1 + int(elapsed))
+        assert 0 < len(answers) <= allowed < 200
+        assert not peer.terminated.done()
+
+
+async def test_a_peer_that_takes_no_datagram_frames_gets_no_probes(
+    make_node: NodeFactory, qrpc_pki: TestPKI
+) -> None:
+    node, _ = await _serving(make_node)
+    async with RawClient.connect(qrpc_pki, node) as peer:  # no max_datagram_frame_size
+        await asyncio.wait_for(peer.got_hello.wait(), 5)
+        await _request_round_trip(peer)
+        link = node.link_stats(peer.node_id)
+        assert link.datagram_size == pmtu.BASE_SIZE
+        assert not peer.terminated.done()  # aioquic closes on an unannounced DATAGRAM
+
+
+async def _answered(peer: RawProtocol, answer: bytes, timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while answer not in peer.datagrams:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True
+
+
+async def _request_round_trip(peer: RawProtocol) -> None:
+    """Send a request and wait for its reply: the node has read what came before."""
+    before = len(peer.frames)
+    peer.send_frame(encode_frame(FrameKind.REQUEST, PING, cmd_id=1, request_id=99))
+    deadline = time.monotonic() + 5
+    while not any(f.kind is FrameKind.RESPONSE for f in peer.frames[before:]):
+        assert time.monotonic() < deadline, "no reply within 5 s"
+        await asyncio.sleep(0.005)

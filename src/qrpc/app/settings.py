@@ -88,6 +88,7 @@ class QuicTable(_Table):
     paths are taken from the file's directory)."""
 
     max_datagram_size: int | UnsetType = UNSET
+    path_mtu_discovery: bool | UnsetType = UNSET
     max_data: int | UnsetType = UNSET
     max_stream_data: int | UnsetType = UNSET
     idle_timeout: float | UnsetType = UNSET

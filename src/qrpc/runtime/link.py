@@ -94,6 +94,9 @@ class LinkStats:
     """Bytes the peer sent on the link's stream (every frame, HELLO included)."""
     bytes_out: int = 0
     """Bytes this node wrote to the link's stream (every frame, HELLO included)."""
+    datagram_size: int = 1200
+    """The UDP payload size the link sends now: 1200 until path MTU discovery
+    confirms a larger one (`QuicSettings.path_mtu_discovery`)."""
 
 
 class MessageSink(Protocol):
@@ -347,6 +350,7 @@ class PeerLink:
             self.messages_out,
             bytes_in,
             bytes_out,
+            self.conn.path.size,
         )
 
     @property

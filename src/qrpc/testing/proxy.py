@@ -2,7 +2,7 @@
 
 Not every machine has netem, and loopback has no loss: the proxy sits between
 a dialer and a node and, per direction, drops, duplicates, reorders, delays,
-corrupts or blackholes datagrams::
+corrupts or blackholes datagrams, or drops those above a size::
 
     proxy = UdpProxy(node.address, seed=7, both=Impairment(loss=0.05, delay=0.01))
     host, port = await proxy.start()
@@ -50,6 +50,9 @@ class Impairment:
     """Share of datagrams with one bit flipped."""
     blackhole: bool = False
     """Drop everything (toggle at run time)."""
+    max_datagram: int | None = None
+    """Drop datagrams larger than this many bytes, as a path through a link of a
+    smaller MTU does with Don't Fragment set (change at run time)."""
 
     def __post_init__(self) -> None:
         for name in ("loss", "duplicate", "reorder", "corrupt"):
@@ -59,6 +62,8 @@ class Impairment:
         for name in ("reorder_delay", "delay", "jitter"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Impairment.{name} must be >= 0 seconds")
+        if self.max_datagram is not None and self.max_datagram < 1:
+            raise ValueError("Impairment.max_datagram must be a positive number of bytes")
 
 
 @dataclass
@@ -67,6 +72,8 @@ class DirectionStats:
 
     seen: int = 0
     dropped: int = 0
+    too_large: int = 0
+    """Of the dropped: larger than `Impairment.max_datagram`."""
     duplicated: int = 0
     reordered: int = 0
     corrupted: int = 0
@@ -226,6 +233,10 @@ class UdpProxy:
     def _impair(self, pipe: _Pipe, data: bytes, send: Any) -> None:
         rule, stats, rng = pipe.impairment, pipe.stats, pipe.rng
         stats.seen += 1
+        if rule.max_datagram is not None and len(data) > rule.max_datagram:
+            stats.too_large += 1
+            stats.dropped += 1
+            return
         if rule.blackhole or rng.random() < rule.loss:
             stats.dropped += 1
             return

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from aioquic.quic import events
 from aioquic.quic.connection import NetworkAddress
@@ -36,9 +36,11 @@ from qrpc.errors import (
 )
 from qrpc.tls.identity import PeerIdentity
 from qrpc.transport.closing import close_error
+from qrpc.transport.host import ConnectionHost
 from qrpc.transport.mtls import QrpcQuicConnection
+from qrpc.transport.pmtu import PathProber
 
-__all__ = ["Connection", "ConnectionHost"]
+__all__ = ["Connection"]
 
 STREAM_ID: Final = 0  # the link's stream: client-initiated bidirectional
 SEND_BUFFER: Final = 1024 * 1024  # bytes: hand aioquic more only while fewer are unacked
@@ -47,35 +49,6 @@ _MAX_EARLY_DATA: Final = 64 * 1024  # bytes buffered before the owner attaches
 
 def _ignore(*args: Any) -> None:
     return None
-
-
-class ConnectionHost(Protocol):
-    """What a `Connection` needs from the endpoint that drives it."""
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The event loop timers run on."""
-
-    def sendto(self, data: bytes, addr: NetworkAddress) -> None:
-        """Send one datagram."""
-
-    def send_batch(self, datagrams: list[tuple[bytes, NetworkAddress]]) -> None:
-        """Send datagrams in order (runs to one address in one system call if it can)."""
-
-    def schedule_flush(self, conn: Connection) -> None:
-        """Call `conn.transmit()` at the end of this event-loop turn."""
-
-    def route(self, cid: bytes, conn: Connection | None) -> None:
-        """Send datagrams for connection ID `cid` to `conn` (None: stop)."""
-
-    def handshake_completed(self, conn: Connection) -> None:
-        """TLS finished, both certificates verified."""
-
-    def connection_promoted(self, conn: Connection) -> None:
-        """The owner admitted the link: it is no longer half-open."""
-
-    def connection_closed(self, conn: Connection) -> None:
-        """The connection terminated: forget it."""
 
 
 class Connection:
@@ -106,6 +79,7 @@ class Connection:
         "last_received",
         "on_closed",
         "on_data",
+        "path",
         "promoted",
         "pull_data",
         "quic",
@@ -120,9 +94,19 @@ class Connection:
         is_client: bool,
         handshake_timeout: float,
         progress_timeout: float | None = None,
+        probe_ceiling: int | None = None,
+        ip_header: int = 28,
     ) -> None:
         self._host = host
         self.quic = quic
+        self.path = PathProber(
+            quic,
+            loop=host.loop,
+            want_flush=self.want_flush,
+            ceiling=probe_ceiling,
+            header=ip_header,
+        )
+        "Path MTU discovery: probes up to `probe_ceiling` (None: answers probes only)."
         self.is_client = is_client
         self.on_data: Callable[[bytes], None] | None = None
         self.on_closed: Callable[[Connection], None] = _ignore
@@ -198,6 +182,7 @@ class Connection:
         if not self.promoted:
             self.promoted = True
             self._deadline.cancel()
+            self.path.start()
             self._host.connection_promoted(self)
 
     def want_flush(self) -> None:
@@ -270,7 +255,10 @@ class Connection:
                 quic.send_stream_data(STREAM_ID, data)
         host = self._host
         loop = host.loop
-        datagrams = quic.datagrams_to_send(now=loop.time())
+        now = loop.time()
+        path = self.path
+        datagrams = path.take_probe(now) if path.due else []
+        datagrams += quic.datagrams_to_send(now=now)
         if datagrams:
             host.send_batch(datagrams)
         timer_at = quic.get_timer()
@@ -361,6 +349,10 @@ class Connection:
                 self._host.route(event.connection_id, self)  # type: ignore[attr-defined]
             elif kind is events.ConnectionIdRetired:
                 self._host.route(event.connection_id, None)  # type: ignore[attr-defined]
+            elif kind is events.DatagramFrameReceived:
+                invalid = self.path.datagram_received(event.data)  # type: ignore[attr-defined]
+                if invalid is not None:
+                    self.close(ErrorCode.BAD_DATAGRAM, invalid)
             elif kind is events.StopSendingReceived or kind is events.StreamReset:
                 self._stream_reset(event.stream_id)  # type: ignore[attr-defined]
             elif kind is events.ConnectionTerminated:
@@ -399,6 +391,7 @@ class Connection:
     def _terminated(self, event: events.ConnectionTerminated | None) -> None:
         self.closed = True
         self.quic.end_qlog()
+        self.path.stop()
         if self._progress is not None:
             self._progress.cancel()
         if event is not None and self.close_code is None:

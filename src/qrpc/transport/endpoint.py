@@ -4,8 +4,10 @@ It owns the node's `UdpSocket` and its QUIC `Connection`s: it routes each
 datagram by destination connection ID, asks the `Gate` what to do with the
 ones that match no connection (accept, Retry, Version Negotiation,
 stateless reset, drop), transmits every dirty connection once per
-event-loop turn, pings links that have been quiet, and closes those whose
-peer stopped answering (`QuicSettings.dead_peer_timeout`).
+event-loop turn, pings links that have been quiet, closes those whose
+peer stopped answering (`QuicSettings.dead_peer_timeout`), and gives each
+connection the ceiling of its path MTU search (`QuicSettings.max_datagram_size`,
+at most what the local route carries).
 
 Limits enforced here (aioquic's own server keeps a connection object, about
 85 KiB, for every Initial of an unknown connection ID, until its 60 s idle
@@ -16,9 +18,8 @@ first Initial does not decrypt is freed at once, one whose client sends
 nothing more within `PROGRESS_TIMEOUT` soon after, and every one by the
 handshake deadline.
 
-Why a connecting peer's certificate was refused is logged by the
-`RefusalLog` the endpoint is given (rate-limited per source address); the
-debugging files of `QuicSettings` (qlog, TLS key log) are `DebugFiles`.
+Refused certificates are logged by its `RefusalLog` (rate-limited per
+source); the debugging files of `QuicSettings` are `DebugFiles`.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ class Endpoint:
             sock, self.stats, on_datagram=self._datagram_received, on_batch=self._batch_read
         )
         self.local_address = self._udp.address
+        self._probing = settings.path_mtu_discovery and self._udp.set_dont_fragment()
         self._schedule_keepalive()
 
     @classmethod
@@ -218,6 +220,10 @@ class Endpoint:
             is_client=is_client,
             handshake_timeout=self._handshake_timeout,
             progress_timeout=None if is_client else PROGRESS_TIMEOUT,
+            probe_ceiling=self._udp.route_payload(addr, self._settings.max_datagram_size)
+            if self._probing
+            else None,
+            ip_header=self._udp.header_size,
         )
         self.connections.add(conn)
         self._by_cid[quic.host_cid] = conn
@@ -381,23 +387,14 @@ class Endpoint:
 
     def close(self) -> None:
         """Close every connection (sending CONNECTION_CLOSE once) and the socket."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-        for conn in list(self.connections):
-            conn.close()
-            conn.terminate()
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        self._udp.close(flush=True)
-        self._debug.close()
+        self._shut(graceful=True)
 
     def abort(self) -> None:
         """Drop every connection and close the socket *without sending anything*,
         as a crashed process would (for fault-injection tests)."""
+        self._shut(graceful=False)
+
+    def _shut(self, *, graceful: bool) -> None:
         if self._closed:
             return
         self._closed = True
@@ -407,7 +404,9 @@ class Endpoint:
             self._flush_handle.cancel()
             self._flush_handle = None
         self._dirty.clear()
-        self._udp.close(flush=False)
+        for conn in list(self.connections) if graceful else ():
+            conn.close()
+        self._udp.close(flush=graceful)
         for conn in list(self.connections):
             conn.terminate()
         self._debug.close()

@@ -53,10 +53,11 @@ from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStreamSender
 from cryptography import x509
 
-from qrpc.config import QuicSettings
+from qrpc.config import MAX_DATAGRAM_SIZE, QuicSettings
 from qrpc.errors import HandshakeError, PeerAuthError, PeerIdMismatch
 from qrpc.tls.credentials import TLS
 from qrpc.tls.identity import Alert, PeerIdentity, Role, verify_peer
+from qrpc.transport.pmtu import BASE_SIZE
 
 __all__ = ["ALPN", "PRIVATE_API", "PeerPolicy", "QrpcQuicConnection", "quic_configuration"]
 
@@ -296,7 +297,8 @@ def quic_configuration(
         alpn_protocols=[ALPN],
         verify_mode=ssl.CERT_NONE,
         idle_timeout=settings.idle_timeout,
-        max_datagram_size=settings.max_datagram_size,
+        max_datagram_size=BASE_SIZE if settings.path_mtu_discovery else settings.max_datagram_size,
+        max_datagram_frame_size=MAX_DATAGRAM_SIZE,  # path probes (qrpc.transport.pmtu)
         max_data=settings.max_data,
         max_stream_data=settings.max_stream_data,
         congestion_control_algorithm=settings.congestion_control,

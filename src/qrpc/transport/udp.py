@@ -11,6 +11,10 @@ system call where the OS segments UDP itself (Linux ``UDP_SEGMENT``, GSO):
 the run's datagrams have one size but the last, which may be shorter, at
 most `GSO_SEGMENTS` of them.  A device that cannot segment fails the call
 with EIO; GSO is then turned off for the socket and the run sent one by one.
+
+For path MTU discovery (`qrpc.transport.pmtu`) `set_dont_fragment` makes the
+kernel drop a datagram larger than a link on its path instead of fragmenting
+it, and `route_payload` reads the local route's MTU: the first size to probe.
 """
 
 from __future__ import annotations
@@ -38,6 +42,13 @@ GSO_SEGMENTS: Final = 64  # datagrams per segmented send (the kernel allows 64)
 _GSO_BYTES: Final = 65000  # bytes per segmented send (a UDP payload is at most 65507)
 _UDP_SEGMENT: Final = getattr(socket, "UDP_SEGMENT", 103)  # Linux <netinet/udp.h>
 _SEGMENT: Final = struct.Struct("=H")
+_PMTUDISC_PROBE: Final = 3  # Linux: set Don't Fragment, ignore the kernel's path MTU cache
+_IP_MTU_DISCOVER: Final = getattr(socket, "IP_MTU_DISCOVER", 10)
+_IPV6_MTU_DISCOVER: Final = getattr(socket, "IPV6_MTU_DISCOVER", 23)
+_IP_MTU: Final = getattr(socket, "IP_MTU", 14)
+_IPV6_MTU: Final = getattr(socket, "IPV6_MTU", 24)
+
+_IP_FAMILIES: Final = (socket.AF_INET, socket.AF_INET6)
 
 Datagram = tuple[bytes, NetworkAddress]
 
@@ -93,6 +104,7 @@ class UdpSocket:
         "_queue",
         "_sock",
         "_stats",
+        "dont_fragment",
         "gso",
         "on_batch",
         "on_datagram",
@@ -111,8 +123,10 @@ class UdpSocket:
         self._stats = stats
         self._queue: deque[tuple[bytes, NetworkAddress]] = deque()
         self._closed = False
-        self.gso = sock.family in (socket.AF_INET, socket.AF_INET6) and _GSO
+        self.gso = sock.family in _IP_FAMILIES and _GSO
         "Whether runs of datagrams are sent segmented (off after a device refused)."
+        self.dont_fragment = False
+        "Whether datagrams leave with Don't Fragment (`set_dont_fragment`)."
         self.on_datagram = on_datagram
         self.on_batch = on_batch
         self._loop.add_reader(sock.fileno(), self._read_ready)
@@ -155,6 +169,42 @@ class UdpSocket:
         """The bound (host, port)."""
         host, port = self._sock.getsockname()[:2]
         return host, port
+
+    @property
+    def header_size(self) -> int:
+        """IP and UDP header bytes in front of each datagram (IPv4 28, IPv6 48)."""
+        return 48 if self._sock.family == socket.AF_INET6 else 28
+
+    def set_dont_fragment(self) -> bool:
+        """Send every datagram with Don't Fragment (Linux); False where the OS cannot."""
+        if not sys.platform.startswith("linux") or self._sock.family not in _IP_FAMILIES:
+            return False
+        try:
+            if self._sock.family == socket.AF_INET6:
+                self._sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_MTU_DISCOVER, _PMTUDISC_PROBE)
+            with contextlib.suppress(OSError):  # an IPv6 socket also sends to IPv4 peers
+                self._sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _PMTUDISC_PROBE)
+        except OSError:
+            return False
+        self.dont_fragment = True
+        return True
+
+    def route_payload(self, addr: NetworkAddress, at_most: int) -> int:
+        """The largest UDP payload the local route to `addr` carries -- its link's
+        MTU less the IP and UDP headers (Linux) -- and at most `at_most`."""
+        family = self._sock.family
+        level, option = (
+            (socket.IPPROTO_IPV6, _IPV6_MTU)
+            if family == socket.AF_INET6
+            else (socket.IPPROTO_IP, _IP_MTU)
+        )
+        with socket.socket(family, socket.SOCK_DGRAM) as route:
+            try:
+                route.connect(addr)
+                mtu = route.getsockopt(level, option)
+            except OSError:
+                return at_most
+        return min(at_most, int(mtu) - self.header_size)
 
     def sendto(self, data: bytes, addr: NetworkAddress) -> None:
         """Send one datagram, queueing it if the socket buffer is full."""
