@@ -679,7 +679,9 @@ def test_quic_configuration(pki: TestPKI, good: tuple[Issued, Path, Path], is_cl
     assert config.session_ticket is None
     assert (config.cafile, config.capath, config.cadata) == (None, None, None)
     assert config.idle_timeout == settings.idle_timeout == 30.0
-    assert config.max_datagram_size == settings.max_datagram_size == 1200
+    assert config.max_datagram_size == 1200  # where path MTU discovery starts...
+    assert settings.max_datagram_size == 16383  # ...and how far it may go
+    assert config.max_datagram_frame_size == 16383  # path probes are welcome
     assert config.max_data == settings.max_data
     assert config.max_stream_data == settings.max_stream_data
     assert config.congestion_control_algorithm == "reno"
@@ -692,6 +694,7 @@ def test_quic_configuration_follows_the_settings(
     tls = TLS(pki.ca_path, cert_path, key_path)
     settings = qrpc.QuicSettings(
         max_datagram_size=1350,
+        path_mtu_discovery=False,  # every datagram is max_datagram_size
         max_data=2 * 1024 * 1024,
         max_stream_data=512 * 1024,
         idle_timeout=12.0,

@@ -88,7 +88,7 @@ class Connection:
 
     def __init__(
         self,
-        host: ConnectionHost,
+        host: ConnectionHost[Connection],
         quic: QrpcQuicConnection,
         *,
         is_client: bool,
