@@ -32,7 +32,7 @@ QUICK: Final[dict[str, Any]] = {
     "rtt_count": 600,
     "connect_count": 4,
     "broadcast_count": 10,
-    "knobs": ["dgram=1200", "dgram=9000"],
+    "knobs": ["dgram=auto", "dgram=1200"],
     "codec_min_time": 0.03,
     "codec_repeat": 3,
     "hooks_count": 10_000,
@@ -58,7 +58,7 @@ FULL: Final[dict[str, Any]] = {
     "rtt_count": 5000,
     "connect_count": 20,
     "broadcast_count": 50,
-    "knobs": ["dgram=1200", "dgram=9000"],
+    "knobs": ["dgram=auto", "dgram=1200", "dgram=9000"],
     "throughput_knobs": [
         "dgram=9000,data=1M,stream=1M",
         "dgram=9000,data=16M,stream=16M",
@@ -72,8 +72,10 @@ FULL: Final[dict[str, Any]] = {
 
 
 def parse_knobs(text: str) -> Any:
-    """``dgram=9000,data=16M,stream=16M,cc=cubic`` -> `QuicKnobs`."""
+    """``dgram=9000,data=16M,stream=16M,cc=cubic`` -> `QuicKnobs` (``dgram=auto``:
+    qrpc's path MTU discovery)."""
     from benchmarks.bench_transport._common import QuicKnobs
+    from qrpc.config import MAX_DATAGRAM_SIZE
 
     fields: dict[str, Any] = {}
     names = {
@@ -81,6 +83,7 @@ def parse_knobs(text: str) -> Any:
         "data": "max_data",
         "stream": "max_stream_data",
         "cc": "congestion_control",
+        "veth": "veth_mtu",
     }
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
@@ -88,6 +91,8 @@ def parse_knobs(text: str) -> Any:
             raise argparse.ArgumentTypeError(f"unknown knob {key!r} (use {', '.join(names)})")
         if key == "cc":
             fields[names[key]] = value
+        elif key == "dgram" and value == "auto":
+            fields.update(max_datagram_size=MAX_DATAGRAM_SIZE, path_mtu_discovery=True)
         else:
             fields[names[key]] = _size(value)
     return QuicKnobs(**fields)

@@ -137,6 +137,10 @@ def assemble_transport(
                         f"ended in unpaced slow start (cwnd {cwnd:.0f} MiB, pacing off)"
                     )
         doc["profiles"] += group.profiles
+        if group.skipped:
+            doc.setdefault("skipped", {})[knobs.label] = {
+                LABELS[n]: reason for n, reason in group.skipped.items()
+            }
     if tuning:
         headline = next(iter(tuning))
         if "transport" in sections:
@@ -367,6 +371,9 @@ def tables(doc: dict[str, Any]) -> str:
                 title="Tuning: the same metrics per QUIC setting (same knobs for all)",
             ),
         ]
+    for label, reasons in (doc.get("skipped") or {}).items():
+        out += ["", f"Skipped in {label}:"]
+        out += [f"  {name}: {reason}" for name, reason in reasons.items()]
     if doc.get("congestion_notes"):
         out += ["", "Congestion state (see docs/performance.md, 'aioquic on loopback'):"]
         out += [f"  {note}" for note in doc["congestion_notes"]]
@@ -413,11 +420,12 @@ def tables(doc: dict[str, Any]) -> str:
                 title="CPU busy per metric, cores (server/client[/broker]; hub/spokes), median",
             ),
         ]
-    if doc.get("rss_mib"):
-        rows = []
-        for group, contenders in doc["rss_mib"].items():
-            for name, roles in contenders.items():
-                rows.append([group, name, *(f"{role} {mib:.0f}" for role, mib in roles.items())])
+    rows = [
+        [group, name, *(f"{role} {mib:.0f}" for role, mib in roles.items())]
+        for group, contenders in (doc.get("rss_mib") or {}).items()
+        for name, roles in contenders.items()
+    ]
+    if rows:
         width = max(len(row) for row in rows)  # a broker adds a third role
         rows = [row + [""] * (width - len(row)) for row in rows]
         headers = ["run", "contender", "peak RSS MiB", *[""] * (width - 3)]
@@ -465,9 +473,11 @@ def _alternatives_table(doc: dict[str, Any]) -> str:
         f"  {name}: {alt.get('notes') or 'skipped: ' + alt.get('skipped', '')}"
         for name, alt in alternatives.items()
     ]
+    knobs = str(doc.get("transport", {}).get("knobs") or next(iter(doc.get("tuning") or {}), ""))
+    path = "veth pair MTU " + knobs.split("veth=")[1] if "veth=" in knobs else "loopback"
     title = (
-        "Alternatives, same run (loopback; grpcio, pyzmq and nats use TCP, zenoh QUIC; "
-        "q/X = qrpc / X, above 1 means more for throughput, slower for latency)"
+        f"Alternatives, same run ({path}, qrpc {knobs}; grpcio, pyzmq and nats use TCP, "
+        "zenoh QUIC; q/X = qrpc / X, above 1 means more for throughput, slower for latency)"
     )
     if not rows:
         return "\n".join([title, *notes])

@@ -196,3 +196,40 @@ def test_raw_framing_matches_qrpc() -> None:
         while (f := decoder.next_frame()) is not None:
             expected.append(f.body)
     assert seen == expected == [b"x" * 300] * 5
+
+
+def _veth_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Doc:
+    monkeypatch.delenv("PYTHONASYNCIODEBUG", raising=False)
+    argv = ["--smoke", "--out", str(tmp_path), "--only", "transport", "--no-chart"]
+    argv += ["--contender", "raw_aioquic", "--contender", "qrpc_node", "--metric", "throughput_64k"]
+    assert main([*argv, "--knobs", "dgram=auto,veth=1500"]) == 0
+    document: Doc = json.loads((tmp_path / "latest.json").read_text(encoding="utf-8"))
+    return document
+
+
+def test_a_veth_run_crosses_a_1500_byte_link_at_the_size_it_carries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks.bench_transport import netns
+
+    if (reason := netns.unavailable()) is not None:
+        pytest.skip(reason)
+    doc = _veth_run(tmp_path, monkeypatch)
+    states = doc["congestion"]["dgram=auto,veth=1500"]
+    assert {s["datagram"] for s in states["qrpc"]["throughput_64k"]} == {1500 - 28}  # discovered
+    assert {s["datagram"] for s in states["raw_aioquic"]["throughput_64k"]} == {1500 - 28}
+    assert _number(doc["transport"]["throughput_64k_mbps"]["qrpc"])
+    assert not (Path("/run/netns") / netns.NAMES[0]).exists()  # removed after the run
+
+
+def test_a_veth_run_without_root_is_skipped_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks.bench_transport import netns
+
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    doc = _veth_run(tmp_path, monkeypatch)
+    report = (tmp_path / "latest.txt").read_text(encoding="utf-8")
+    assert "network namespaces need root" in report
+    assert set(doc.get("transport", {})) <= {"knobs"}  # nothing was measured
+    assert doc["skipped"]["dgram=auto,veth=1500"]["qrpc"].startswith("network namespaces need root")

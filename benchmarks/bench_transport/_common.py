@@ -72,16 +72,32 @@ class QuicKnobs:
     max_data: int = 4 * 1024 * 1024
     max_stream_data: int = 4 * 1024 * 1024
     congestion_control: str = "reno"
+    path_mtu_discovery: bool = False
+    """``dgram=auto``: qrpc starts at 1200 and discovers the size the path carries
+    (16383 on loopback); raw aioquic, which cannot, is given that size."""
+    veth_mtu: int | None = None
+    """``veth=1500``: run across a veth pair of this MTU between two network
+    namespaces (`benchmarks.bench_transport.netns`) instead of loopback."""
+
+    @property
+    def fixed_datagram_size(self) -> int:
+        """The datagram size for a contender that cannot discover it: with ``auto``,
+        what the path carries (16383 on loopback, the veth MTU less 28 on a veth)."""
+        if self.path_mtu_discovery and self.veth_mtu is not None:
+            return min(self.max_datagram_size, self.veth_mtu - 28)
+        return self.max_datagram_size
 
     @property
     def label(self) -> str:
         """Short name, e.g. ``dgram=1200``, plus any non-default windows or congestion."""
-        parts = [f"dgram={self.max_datagram_size}"]
+        parts = ["dgram=auto" if self.path_mtu_discovery else f"dgram={self.max_datagram_size}"]
         default = QuicKnobs()
         if self.max_data != default.max_data or self.max_stream_data != default.max_stream_data:
             parts.append(f"win={self.max_data >> 20}M/{self.max_stream_data >> 20}M")
         if self.congestion_control != default.congestion_control:
             parts.append(self.congestion_control)
+        if self.veth_mtu is not None:
+            parts.append(f"veth={self.veth_mtu}")
         return ",".join(parts)
 
 
@@ -115,6 +131,10 @@ class WorkerSpec:
     profile_path: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     """Contender-specific options (e.g. ``spokes`` count, qrpc ``limits``)."""
+    host: str = "127.0.0.1"
+    """The address this side binds (its end of the veth pair in a veth run)."""
+    netns: str | None = None
+    """The network namespace the worker enters first (veth runs)."""
 
 
 class Worker(Protocol):
@@ -208,6 +228,7 @@ def quic_state(quic: Any) -> dict[str, float]:
             "cwnd_kib": round(loss.congestion_window / 1024, 1),
             "srtt_ms": round(loss._rtt_smoothed * 1000, 3),
             "pacing_us": round(packet_time * 1e6, 1) if packet_time else 0.0,
+            "datagram": quic._max_datagram_size,
         }
     except AttributeError:  # another aioquic version: no diagnostics
         return {}

@@ -127,6 +127,10 @@ async def _serve(spec: WorkerSpec, conn: Connection) -> None:
 
 def main(spec: WorkerSpec, conn: Connection) -> None:
     """Process entry point (a `multiprocessing` target)."""
+    if spec.netns is not None:
+        from benchmarks.bench_transport.netns import enter
+
+        enter(spec.netns)  # before any socket or thread
     if spec.cpu is not None and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, {spec.cpu})

@@ -86,9 +86,10 @@ class _Server:
             },
         )
         self.server.add_generic_rpc_handlers((handler,))
-        port = self.server.add_secure_port("127.0.0.1:0", self.credentials)
+        host = self.spec.host
+        port = self.server.add_secure_port(f"{host}:0", self.credentials)
         await self.server.start()
-        self.info = {"host": "127.0.0.1", "port": port}
+        self.info = {"host": host, "port": port}
 
     async def run(self, command: Command) -> Result:
         raise ValueError(f"server: unknown command {command!r}")

@@ -103,9 +103,12 @@ logging.getLogger("asyncio").addFilter(_QuietTlsEof())
 
 
 class Broker:
-    """A ``nats-server`` child process on 127.0.0.1, random port, requiring client certs."""
+    """A ``nats-server`` child process on `host` (in network namespace `netns`, if
+    given), random port, requiring client certificates."""
 
-    def __init__(self, certs: CertPaths, timeout: float = 15.0) -> None:
+    def __init__(
+        self, certs: CertPaths, host: str, netns: str | None, timeout: float = 15.0
+    ) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="qrpc-bench-nats-")
         root = Path(self._dir.name)
         cert, key = certs.server
@@ -113,7 +116,7 @@ class Broker:
         config.write_text(
             "\n".join(
                 [
-                    "host: 127.0.0.1",
+                    f"host: {host}",
                     "port: -1",
                     f"ports_file_dir: {json.dumps(str(root))}",
                     f"log_file: {json.dumps(str(root / 'nats.log'))}",
@@ -132,8 +135,9 @@ class Broker:
             encoding="utf-8",
         )
         self.log_path = root / "nats.log"
-        self.process = subprocess.Popen(
-            [str(SERVER_BINARY), "-c", str(config)],
+        inside = ["ip", "netns", "exec", netns] if netns is not None else []
+        self.process = subprocess.Popen(  # ip netns exec execs the server: same pid
+            [*inside, str(SERVER_BINARY), "-c", str(config)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -145,7 +149,7 @@ class Broker:
             self.stop()
             raise
         self.info: dict[str, Any] = {
-            "url": f"tls://127.0.0.1:{port}",
+            "url": f"tls://{host}:{port}",
             "broker_pid": self.pid,
             "broker_log": str(self.log_path),
         }
@@ -182,9 +186,10 @@ class Broker:
         self._dir.cleanup()
 
 
-def start_broker(certs: CertPaths) -> Broker:
-    """The broker for one run (called by the runner, which measures its CPU and RSS)."""
-    return Broker(certs)
+def start_broker(certs: CertPaths, *, host: str, netns: str | None) -> Broker:
+    """The broker for one run, on the server side's address and namespace (called by
+    the runner, which measures its CPU and RSS)."""
+    return Broker(certs, host, netns)
 
 
 def _tls(certs: CertPaths, cert: tuple[str, str] | None) -> ssl.SSLContext:

@@ -1,4 +1,4 @@
-"""Contender: pyzmq over TCP on 127.0.0.1 -- no encryption, no authentication.
+"""Contender: pyzmq over TCP (127.0.0.1) -- no encryption, no authentication.
 
 Blocking sockets in the benchmark processes (the fastest way to drive
 libzmq from Python): the server answers from two threads, the client runs
@@ -26,20 +26,18 @@ label: Final = "pyzmq"
 notes: Final = "pyzmq TCP (REQ/REP, PUSH/PULL), no TLS, msgpack bytes"
 metrics: Final = frozenset({"throughput", "rtt"})
 
-_HOST: Final = "tcp://127.0.0.1"
-
 
 class _Server:
-    def __init__(self) -> None:
+    def __init__(self, host: str) -> None:
         self.context = zmq.Context()
         self.rep = self.context.socket(zmq.REP)
         self.pull = self.context.socket(zmq.PULL)
         self.result = self.context.socket(zmq.PUSH)
         ports = {
-            name: sock.bind_to_random_port(_HOST)
+            name: sock.bind_to_random_port(f"tcp://{host}")
             for name, sock in (("rep", self.rep), ("pull", self.pull), ("result", self.result))
         }
-        self.info: dict[str, Any] = {"ports": ports}
+        self.info: dict[str, Any] = {"host": host, "ports": ports}
         self.threads = [
             threading.Thread(target=self._echo_loop, daemon=True),
             threading.Thread(target=self._pull_loop, daemon=True),
@@ -83,13 +81,14 @@ class _Server:
 class _Client:
     def __init__(self, spec: WorkerSpec) -> None:
         ports = spec.peer_info["ports"]
+        server = f"tcp://{spec.peer_info['host']}"
         self.context = zmq.Context()
         self.req = self.context.socket(zmq.REQ)
-        self.req.connect(f"{_HOST}:{ports['rep']}")
+        self.req.connect(f"{server}:{ports['rep']}")
         self.push = self.context.socket(zmq.PUSH)
-        self.push.connect(f"{_HOST}:{ports['pull']}")
+        self.push.connect(f"{server}:{ports['pull']}")
         self.result = self.context.socket(zmq.PULL)
-        self.result.connect(f"{_HOST}:{ports['result']}")
+        self.result.connect(f"{server}:{ports['result']}")
         self.info: dict[str, Any] = {}
 
     async def run(self, command: Command) -> Result:
@@ -146,7 +145,7 @@ class _Client:
 async def setup(role: str, spec: WorkerSpec) -> Worker:
     """Build one side (see `benchmarks.bench_transport._common`)."""
     if role == "server":
-        return _Server()
+        return _Server(spec.host)
     if role == "client":
         return _Client(spec)
     raise ValueError(f"pyzmq has no role {role!r}")

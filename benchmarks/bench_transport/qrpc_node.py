@@ -57,6 +57,7 @@ def quic_settings(spec: WorkerSpec) -> qrpc.QuicSettings:
     knobs = spec.knobs
     return qrpc.QuicSettings(
         max_datagram_size=knobs.max_datagram_size,
+        path_mtu_discovery=knobs.path_mtu_discovery,
         max_data=knobs.max_data,
         max_stream_data=knobs.max_stream_data,
         congestion_control=knobs.congestion_control,  # type: ignore[arg-type]
@@ -71,11 +72,11 @@ def limits(spec: WorkerSpec) -> qrpc.Limits:
 def make_node(
     spec: WorkerSpec, cert: tuple[str, str], peers: list[qrpc.Peer] | None = None
 ) -> qrpc.Node:
-    """A benchmark node on 127.0.0.1 with the run's settings."""
+    """A benchmark node on the worker's address (127.0.0.1) with the run's settings."""
     return qrpc.Node(
         transport_registry(),
         tls=qrpc.TLS(spec.certs.ca, *cert),
-        listen=("127.0.0.1", 0),
+        listen=(spec.host, 0),
         peers=peers or [],
         quic=quic_settings(spec),
         limits=limits(spec),

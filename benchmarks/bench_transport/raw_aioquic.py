@@ -100,7 +100,7 @@ def configuration(spec: WorkerSpec, *, is_client: bool) -> QuicConfiguration:
         is_client=is_client,
         alpn_protocols=[ALPN],
         idle_timeout=60.0,
-        max_datagram_size=knobs.max_datagram_size,
+        max_datagram_size=knobs.fixed_datagram_size,
         max_data=knobs.max_data,
         max_stream_data=knobs.max_stream_data,
         congestion_control_algorithm=knobs.congestion_control,
@@ -250,7 +250,9 @@ class Server(Protocol):
 class Driver(Protocol):
     """How a raw contender gets connections: `serve` and `connect`."""
 
-    async def serve(self, config: QuicConfiguration, on_link: Callable[[Link], None]) -> Server: ...
+    async def serve(
+        self, host: str, config: QuicConfiguration, on_link: Callable[[Link], None]
+    ) -> Server: ...
 
     def connect(
         self, host: str, port: int, config: QuicConfiguration
@@ -271,13 +273,15 @@ class _StockServer:
 class StockDriver:
     """aioquic's `serve` and `connect`, as documented."""
 
-    async def serve(self, config: QuicConfiguration, on_link: Callable[[Link], None]) -> Server:
+    async def serve(
+        self, host: str, config: QuicConfiguration, on_link: Callable[[Link], None]
+    ) -> Server:
         def create(*args: Any, **kwargs: Any) -> RawProtocol:
             proto = RawProtocol(*args, **kwargs)
             on_link(proto)
             return proto
 
-        server = await serve("127.0.0.1", 0, configuration=config, create_protocol=create)
+        server = await serve(host, 0, configuration=config, create_protocol=create)
         return _StockServer(server)
 
     @asynccontextmanager
@@ -480,7 +484,7 @@ async def setup_with(driver: Driver, role: str, spec: WorkerSpec) -> Worker:
     """Build one side on `driver` (shared by both raw contenders)."""
     if role in ("server", "hub"):
         links: list[Link] = []
-        server = await driver.serve(configuration(spec, is_client=False), links.append)
+        server = await driver.serve(spec.host, configuration(spec, is_client=False), links.append)
         return _Server(server) if role == "server" else _Hub(server, links)
     if role == "client":
         client = _Client(spec, driver)

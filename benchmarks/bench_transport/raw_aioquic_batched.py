@@ -248,23 +248,25 @@ class _Endpoint:
         self.sock.close()
 
 
-def _socket() -> socket.socket:
+def _socket(host: str) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setblocking(False)
     tune_socket(sock)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind((host, 0))
     return sock
 
 
 class BatchedDriver:
     """`Driver` on `_Endpoint`."""
 
-    async def serve(self, config: QuicConfiguration, on_link: Callable[[Link], None]) -> Server:
-        return _Endpoint(_socket(), config, on_link)
+    async def serve(
+        self, host: str, config: QuicConfiguration, on_link: Callable[[Link], None]
+    ) -> Server:
+        return _Endpoint(_socket(host), config, on_link)
 
     @asynccontextmanager
     async def connect(self, host: str, port: int, config: QuicConfiguration) -> AsyncIterator[Link]:
-        endpoint = _Endpoint(_socket())
+        endpoint = _Endpoint(_socket("0.0.0.0"))
         try:
             quic = QuicConnection(configuration=config)
             conn = endpoint.add(quic)

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -36,7 +36,7 @@ from types import ModuleType
 from typing import Any, Final
 
 from benchmarks._util import stat
-from benchmarks.bench_transport import _worker
+from benchmarks.bench_transport import _worker, netns
 from benchmarks.bench_transport._common import CertPaths, Command, QuicKnobs, Result, WorkerSpec
 
 __all__ = [
@@ -237,8 +237,8 @@ class _Broker:
     itself, so its CPU is reported next to the server's and the client's.
     """
 
-    def __init__(self, module: ModuleType, certs: CertPaths) -> None:
-        self.handle = module.start_broker(certs)
+    def __init__(self, module: ModuleType, certs: CertPaths, server: WorkerSpec) -> None:
+        self.handle = module.start_broker(certs, host=server.host, netns=server.netns)
         self.pid: int = self.handle.pid
         self.info: dict[str, Any] = dict(self.handle.info)
         self.rss_kib = 0
@@ -299,6 +299,8 @@ def _spec(
     if settings.profile is not None:
         name = f"{contender}-{role}-{tag}".replace("/", "_")  # win=1M/1M: one file, no subfolder
         profile_path = str(settings.out_dir / "profiles" / name)
+    side = 0 if role in ("server", "hub") else 1
+    veth = knobs.veth_mtu is not None
     return WorkerSpec(
         contender=contender,
         role=role,
@@ -308,6 +310,8 @@ def _spec(
         profile=settings.profile,
         profile_path=profile_path,
         options=settings.options,
+        host=netns.ADDRESSES[side] if veth else "127.0.0.1",
+        netns=netns.NAMES[side] if veth else None,
     )
 
 
@@ -334,12 +338,15 @@ def _processes(
     first_cpu, second_cpu = _cpus(settings)
     procs: dict[str, tuple[_Proc, _Proc]] = {}
     firsts: dict[str, _Proc] = {}
+    path = ExitStack()
     try:
+        if knobs.veth_mtu is not None:
+            path.enter_context(netns.veth_pair(knobs.veth_mtu))
         for name in contenders:
             spec = _spec(name, roles[0], knobs, certs, settings, first_cpu, tag)
             module = load_contender(name)
             if not isinstance(module, str) and hasattr(module, "start_broker"):
-                brokers[name] = _Broker(module, certs)  # unpinned: a third process
+                brokers[name] = _Broker(module, certs, spec)  # unpinned: a third process
                 spec = replace(spec, peer_info=brokers[name].info)
             firsts[name] = _Proc(spec, settings.timeout)
         for name, first in firsts.items():
@@ -358,6 +365,7 @@ def _processes(
             proc.stop()
         for broker in brokers.values():  # after the workers that use it
             broker.stop()
+        path.close()
         for name, (first, second) in procs.items():
             result.rss_mib[name] = {
                 roles[0]: round(first.rss_kib / 1024, 1),
@@ -368,11 +376,16 @@ def _processes(
             result.profiles += first.profiles + second.profiles
 
 
-def _usable(contenders: Sequence[str], capabilities: set[str], result: GroupResult) -> list[str]:
+def _usable(
+    contenders: Sequence[str], capabilities: set[str], result: GroupResult, knobs: QuicKnobs
+) -> list[str]:
     usable = []
+    no_path = netns.unavailable() if knobs.veth_mtu is not None else None
     for name in contenders:
         module = load_contender(name)
-        if isinstance(module, str):
+        if no_path is not None:
+            result.skipped[name] = no_path
+        elif isinstance(module, str):
             result.skipped[name] = module
         elif capabilities & set(module.metrics):
             usable.append(name)
@@ -462,7 +475,7 @@ def run_group(
     """Measure `metrics` (not broadcast) for `contenders` with one set of QUIC knobs."""
     result = GroupResult()
     wanted = {METRICS[m].capability for m in metrics}
-    usable = _usable(contenders, wanted, result)
+    usable = _usable(contenders, wanted, result, knobs)
     if not usable:
         return result
     brokers: dict[str, _Broker] = {}
@@ -478,7 +491,7 @@ def run_broadcast(
 ) -> GroupResult:
     """Broadcast of 1 KiB to `settings.spokes` receivers, per contender."""
     result = GroupResult()
-    usable = _usable(contenders, {"broadcast"}, result)
+    usable = _usable(contenders, {"broadcast"}, result, knobs)
     if not usable:
         return result
     tag = f"broadcast-{knobs.label}"

@@ -78,14 +78,13 @@ metrics: Final = frozenset({"throughput", "rtt", "connect"})
 
 DATA: Final = "bench/data"
 ECHO: Final = "bench/echo"
-HOST: Final = "127.0.0.1"
 SYNC_WAIT: Final = 60.0
 """Seconds the `Sync` queryable waits for samples still on their way."""
 
 
-def _free_udp_port() -> int:
+def _free_udp_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((HOST, 0))
+        sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
 
@@ -122,16 +121,16 @@ def _open(config: Any) -> Any:
 
 
 class _Pki:
-    """A CA and qrpc node certificates whose listener also names 127.0.0.1 (IP SAN)."""
+    """A CA and qrpc node certificates whose listener also names its address (IP SAN)."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="qrpc-bench-zenoh-")
         root = Path(self._dir.name)
         ca = issue_ca("qrpc benchmark zenoh CA")
         self.ca = str(root / "ca.crt")
         write_pem(ca, Path(self.ca))
         self.files: dict[str, list[str]] = {}
-        ip = x509.IPAddress(ipaddress.ip_address(HOST))
+        ip = x509.IPAddress(ipaddress.ip_address(host))
         for name, extra in (("server", [ip]), ("client", []), ("dialer", [])):
             issued = issue_node_cert(ca, extra_sans=extra)
             cert, key = root / f"{name}.crt", root / f"{name}.key"
@@ -173,13 +172,13 @@ def _check_refused_without_cert(ca: str, endpoint: str, client: list[str]) -> st
 
 
 class _Server:
-    def __init__(self) -> None:
-        self.pki = _Pki()
+    def __init__(self, host: str) -> None:
+        self.pki = _Pki(host)
         self.count = 0
         self.expected = -1
         self.arrived = threading.Event()
-        self.port = _free_udp_port()
-        endpoint = f"quic/{HOST}:{self.port}"
+        self.port = _free_udp_port(host)
+        endpoint = f"quic/{host}:{self.port}"
         tls = _tls(self.pki.ca, self.pki.files["server"], listener=True)
         self.session = _open(_config(tls, listen=endpoint))
         self.subscriber = self.session.declare_subscriber(DATA, self._on_data)
@@ -327,7 +326,7 @@ class _Client(ClientCommands):
 async def setup(role: str, spec: WorkerSpec) -> Worker:
     """Build one side (see `benchmarks.bench_transport._common`)."""
     if role == "server":
-        return _Server()
+        return _Server(spec.host)
     if role == "client":
         return _Client(spec)
     raise ValueError(f"zenoh has no role {role!r}")
