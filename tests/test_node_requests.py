@@ -255,3 +255,24 @@ async def test_an_unencodable_message_raises_a_qrpc_error(make_node: NodeFactory
     await connect(a, b)
     with pytest.raises(qrpc.QrpcError, match="encode"):
         await a.send(b.id, Huge(2**70))  # msgpack integers stop at 64 bits
+
+
+async def test_a_reply_carries_the_ack_of_its_request(make_node: NodeFactory) -> None:
+    """One datagram each way per round trip: aioquic delays an ACK by 1 ms, so a
+    reply that left without it would be followed by an ACK-only packet."""
+    client, server = await make_node(), await make_node()
+
+    @server.handler(1)
+    async def on_ping(ctx: qrpc.Context, msg: Ping) -> Pong:
+        return Pong(msg.text)
+
+    await connect(client, server)
+    for _ in range(5):  # settle: path probes, HELLO's acknowledgements
+        await client.request(server.id, Ping("warm"), reply=Pong, timeout=5)
+    before = server.endpoint.stats.datagrams_out
+    count = 50
+    for _ in range(count):
+        await client.request(server.id, Ping("x"), reply=Pong, timeout=5)
+        await asyncio.sleep(0.002)  # longer than aioquic's ACK delay
+    sent = server.endpoint.stats.datagrams_out - before
+    assert count <= sent <= count + 5, f"{sent} datagrams for {count} replies"
