@@ -27,6 +27,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Final
 
+from aioquic import tls
 from aioquic.quic import events
 from aioquic.quic.connection import NetworkAddress
 
@@ -253,6 +254,12 @@ class Connection:
             data = pull()
             if data:
                 quic.send_stream_data(STREAM_ID, data)
+                # Carry a delayed ACK with the data (RFC 9000 section 13.2.1): aioquic
+                # waits 1 ms before acknowledging, so a reply would leave without it
+                # and an ACK-only packet follow.
+                space = quic._spaces[tls.Epoch.ONE_RTT]
+                if space.ack_at is not None:
+                    space.ack_at = 0.0
         host = self._host
         loop = host.loop
         now = loop.time()
