@@ -244,3 +244,14 @@ def test_a_datagram_ending_in_the_peers_token_is_a_stateless_reset(qrpc_pki: Tes
     assert client.is_stateless_reset(b"\x41" + b"\x00" * 20 + TOKEN(b"\x02" * 8))
     assert not client.is_stateless_reset(b"\x41" + b"\x00" * 20 + TOKEN(b"\x03" * 8))
     assert not client.is_stateless_reset(TOKEN(b"\x02" * 8))  # shorter than any reset
+
+
+def test_a_client_offers_one_key_share_x25519(qrpc_pki: TestPKI) -> None:
+    """aioquic offers P-256, P-384, X25519 and X448 key shares, generating a key for
+    each (about 0.35 ms); a qrpc dialer offers X25519, which every qrpc node accepts."""
+    client, server = _pair(qrpc_pki, qrpc_pki.node_tls(), qrpc_pki.node_tls())
+    _handshake(client, server)
+    assert client.peer_identity is not None and server.peer_identity is not None
+    assert client.tls._supported_groups == [tls.Group.X25519]
+    assert client.tls._ec_private_keys == [] and client.tls._x448_private_key is None
+    assert server.tls._x25519_private_key is not None  # the server answered in X25519
