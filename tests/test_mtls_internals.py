@@ -45,6 +45,7 @@ CONNECTION_INSTANCE_ATTRIBUTES = {
 }
 CONTEXT_INSTANCE_ATTRIBUTES = {
     "_request_client_certificate",
+    "_supported_groups",
     "_peer_certificate",
     "_peer_certificate_chain",
 }
