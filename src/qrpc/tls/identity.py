@@ -168,13 +168,6 @@ def verify_peer(
             f"(this node trusts {trusted}; use certificates issued by the same CA)",
             alert=Alert.UNKNOWN_CA,
         )
-    if not any(_signed_by(leaf, issuer) for issuer in candidates):
-        raise PeerAuthError(
-            f"certificate {leaf.subject.rfc4514_string()} names issuer "
-            f"{leaf.issuer.rfc4514_string()} but was not signed by {trusted}: another CA "
-            "with the same name issued it; use certificates issued by the same CA",
-            alert=Alert.BAD_CERTIFICATE,
-        )
     check_key_type(leaf)
     required = (
         ExtendedKeyUsageOID.CLIENT_AUTH if role == "client" else ExtendedKeyUsageOID.SERVER_AUTH
@@ -195,6 +188,13 @@ def verify_peer(
     try:
         verified = verifier.verify(leaf, list(intermediates))
     except VerificationError as exc:
+        if not any(_signed_by(leaf, issuer) for issuer in candidates):  # say why, precisely
+            raise PeerAuthError(
+                f"certificate {leaf.subject.rfc4514_string()} names issuer "
+                f"{leaf.issuer.rfc4514_string()} but was not signed by {trusted}: another CA "
+                "with the same name issued it; use certificates issued by the same CA",
+                alert=Alert.BAD_CERTIFICATE,
+            ) from None
         raise PeerAuthError(f"certificate refused: {exc}", alert=Alert.BAD_CERTIFICATE) from None
     identity = dataclasses.replace(
         PeerIdentity.from_certificate(leaf, domain),
