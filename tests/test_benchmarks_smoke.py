@@ -225,8 +225,6 @@ def test_a_veth_run_crosses_a_1500_byte_link_at_the_size_it_carries(
 def test_a_veth_run_without_root_is_skipped_with_the_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from benchmarks.bench_transport import netns
-
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     doc = _veth_run(tmp_path, monkeypatch)
     report = (tmp_path / "latest.txt").read_text(encoding="utf-8")
