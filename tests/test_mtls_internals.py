@@ -252,7 +252,9 @@ def test_a_client_offers_one_key_share_x25519(qrpc_pki: TestPKI) -> None:
     each (about 0.35 ms); a qrpc dialer offers X25519, which every qrpc node accepts."""
     client, server = _pair(qrpc_pki, qrpc_pki.node_tls(), qrpc_pki.node_tls())
     _handshake(client, server)
-    assert client.peer_identity is not None and server.peer_identity is not None
+    assert client.peer_identity is not None
+    assert server.peer_identity is not None
     assert client.tls._supported_groups == [tls.Group.X25519]
-    assert client.tls._ec_private_keys == [] and client.tls._x448_private_key is None
+    assert client.tls._ec_private_keys == []
+    assert client.tls._x448_private_key is None
     assert server.tls._x25519_private_key is not None  # the server answered in X25519
