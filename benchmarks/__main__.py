@@ -220,12 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "env": environment(),
     }
     if "codecs" in sections:
-        from benchmarks import bench_codecs
+        from qrpc.bench import codecs
 
         log("codecs")
-        doc["codecs"] = bench_codecs.run(
-            min_time=mode["codec_min_time"], repeat=mode["codec_repeat"], progress=None
-        )
+        doc["codecs"] = codecs.run(min_time=mode["codec_min_time"], repeat=mode["codec_repeat"])
     if "wire" in sections:
         from benchmarks import bench_wire
 

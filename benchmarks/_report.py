@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from benchmarks._util import format_table, stat
+from qrpc.bench.timing import format_table, stat
 
 __all__ = ["TARGETS", "assemble_transport", "chart", "tables"]
 
@@ -331,7 +331,8 @@ HEADERS: Final = [
 
 def tables(doc: dict[str, Any]) -> str:
     """Every section of `doc` as plain-text tables."""
-    from benchmarks import bench_codecs, bench_hooks, bench_wire
+    from benchmarks import bench_hooks, bench_wire
+    from qrpc.bench import codecs
 
     env = doc["env"]
     packages = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
@@ -434,7 +435,7 @@ def tables(doc: dict[str, Any]) -> str:
         out += ["", "Contenders:"]
         out += [f"  {name}: {text}" for name, text in doc["contenders"].items()]
     if "codecs" in doc:
-        out += ["", bench_codecs.table(doc["codecs"])]
+        out += ["", codecs.table(doc["codecs"])]
     if "wire" in doc:
         out += ["", bench_wire.table(doc["wire"])]
     if "hooks" in doc:

@@ -40,7 +40,7 @@ from benchmarks._data import (
     payload_data,
     transport_registry,
 )
-from benchmarks._util import format_table, stat, time_per_call
+from qrpc.bench.timing import format_table, stat, time_per_call
 from qrpc.hooks.manager import get_plugin_manager
 from qrpc.testing import TestPKI
 

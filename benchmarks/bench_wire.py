@@ -22,8 +22,8 @@ if __package__ in (None, ""):  # run as a plain script: make `benchmarks` import
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._data import PAYLOAD, make_payload
-from benchmarks._util import format_table, stat, time_per_call
 from benchmarks.bench_transport._common import FrameParser
+from qrpc.bench.timing import format_table, stat, time_per_call
 from qrpc.wire import FrameDecoder, FrameKind, Hello, LinkProtocol, encode_frame
 from qrpc.wire.hello import encode_hello
 

@@ -33,7 +33,6 @@ from benchmarks._data import (
     SyncReply,
     payload_data,
 )
-from benchmarks._util import percentile
 from benchmarks.bench_transport._common import (
     BATCH,
     ClientCommands,
@@ -42,6 +41,7 @@ from benchmarks.bench_transport._common import (
     Worker,
     WorkerSpec,
 )
+from qrpc.bench.timing import percentile
 
 label: Final = "grpcio"
 notes: Final = (

@@ -50,7 +50,6 @@ from benchmarks._data import (
     SyncReply,
     payload_data,
 )
-from benchmarks._util import percentile
 from benchmarks.bench_transport._common import (
     BATCH,
     CertPaths,
@@ -60,6 +59,7 @@ from benchmarks.bench_transport._common import (
     Worker,
     WorkerSpec,
 )
+from qrpc.bench.timing import percentile
 
 
 def _server_binary() -> Path:

@@ -19,8 +19,8 @@ from typing import Any, Final
 import zmq  # type: ignore[import-not-found,unused-ignore]
 
 from benchmarks._data import DECODE_ECHO, DECODE_PAYLOAD, ENCODE, Echo, Payload, payload_data
-from benchmarks._util import percentile
 from benchmarks.bench_transport._common import BATCH, Command, Result, Worker, WorkerSpec
+from qrpc.bench.timing import percentile
 
 label: Final = "pyzmq"
 notes: Final = "pyzmq TCP (REQ/REP, PUSH/PULL), no TLS, msgpack bytes"

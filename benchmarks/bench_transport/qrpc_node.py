@@ -36,7 +36,6 @@ from benchmarks._data import (
     payload_data,
     transport_registry,
 )
-from benchmarks._util import percentile
 from benchmarks.bench_transport._common import (
     BATCH,
     ClientCommands,
@@ -46,6 +45,7 @@ from benchmarks.bench_transport._common import (
     WorkerSpec,
     quic_state,
 )
+from qrpc.bench.timing import percentile
 
 label: Final = "qrpc"
 notes: Final = "qrpc.Node: mutual TLS verified both ways, HELLO, credit, dispatcher, async handler"

@@ -54,7 +54,6 @@ from benchmarks._data import (
     SyncReply,
     payload_data,
 )
-from benchmarks._util import percentile
 from benchmarks.bench_transport._common import (
     BATCH,
     HEADER,
@@ -72,6 +71,7 @@ from benchmarks.bench_transport._common import (
     quic_state,
     tune_socket,
 )
+from qrpc.bench.timing import percentile
 
 __all__ = ["Driver", "Link", "label", "metrics", "notes", "setup"]
 

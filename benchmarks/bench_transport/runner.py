@@ -35,9 +35,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
 
-from benchmarks._util import stat
 from benchmarks.bench_transport import _worker, netns
 from benchmarks.bench_transport._common import CertPaths, Command, QuicKnobs, Result, WorkerSpec
+from qrpc.bench.timing import stat
 
 __all__ = [
     "ALTERNATIVES",

@@ -57,7 +57,6 @@ from benchmarks._data import (
     SyncReply,
     payload_data,
 )
-from benchmarks._util import percentile
 from benchmarks.bench_transport._common import (
     BATCH,
     ClientCommands,
@@ -66,6 +65,7 @@ from benchmarks.bench_transport._common import (
     Worker,
     WorkerSpec,
 )
+from qrpc.bench.timing import percentile
 from qrpc.tls.certs import issue_ca, issue_node_cert, write_pem
 
 VERSION: Final = importlib.metadata.version("eclipse-zenoh")

@@ -15,6 +15,7 @@
     qrpc schema diff OLD NEW                  compare two exports; exit 1 if breaking
     qrpc plugins                              list plugins and their hooks (exit 1: broken)
     qrpc codecs                               list available codecs
+    qrpc bench codecs [--codec N] [--struct T] time codecs on built-in or your own messages
 
 TARGET is ``package.module:attr`` or ``path/to/file.py:attr``.  A mistake on
 the command line prints one line, ``qrpc: ...``, and exits with status 2.
@@ -28,12 +29,12 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from qrpc.cli import certs, client, listing, run, schema
+from qrpc.cli import bench, certs, client, listing, run, schema
 from qrpc.cli._common import USAGE_ERROR, Parser, UsageError, name_choices
 
 __all__ = ["main"]
 
-_COMMANDS = (run, client, certs, schema, listing)
+_COMMANDS = (run, client, certs, schema, listing, bench)
 
 
 def _version() -> str:

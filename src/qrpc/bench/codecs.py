@@ -1,47 +1,36 @@
-"""Codec benchmark: encode/decode speed and encoded size, every qrpc codec and the usual rivals.
+"""Codec speed and size: ``qrpc bench codecs``, every installed codec and the usual rivals.
 
-Run it as a plain script or as a module::
+A codec author runs it on their own codec and their own Structs::
 
-    python benchmarks/bench_codecs.py                      # table for both sizes
-    python benchmarks/bench_codecs.py --size typical --codec qrpc:msgpack --codec orjson
-    python benchmarks/bench_codecs.py --json               # one JSON object per line
-    python benchmarks/bench_codecs.py --versions           # library versions, then exit
-    python -m benchmarks.bench_codecs --baseline stdlib:json
+    qrpc bench codecs --codec cbor --codec msgpack --struct myapp.messages:sample_order
 
-Contenders: every codec `qrpc_codecs.available_codecs()` knows (``qrpc:*``;
-typed: Struct in, Struct out, validated), stdlib ``json`` and ``pickle``,
-and ``orjson`` / ``ormsgpack`` when installed.  json, orjson and ormsgpack
-encode the equivalent plain dict and decode to a dict: they skip the
-Struct conversion and the validation the typed codecs do, which flatters
-them (noted in the table).  ``pickle`` round-trips the Struct itself.
-
-Timing follows `timeit`: the loop is calibrated to last ``--min-time``
-seconds, repeated ``--repeat`` times with the garbage collector off; the
-table shows the median and the spread (max-min over median) of the repeats.
+Contenders: every codec `qrpc_codecs.available_codecs()` knows -- the
+built-in ones and those installed plugins publish in the ``qrpc.codecs``
+entry-point group -- (``qrpc:NAME``; typed: Struct in, Struct out,
+validated), stdlib ``json`` and ``pickle``, and ``orjson`` / ``ormsgpack``
+when installed.  json, orjson and ormsgpack encode the equivalent plain dict
+and decode to a dict: they skip the Struct conversion and the validation the
+typed codecs do, which flatters them (the table says so).  ``pickle``
+round-trips the Struct itself.  Every contender's round trip is checked once
+before it is timed (`qrpc.bench.timing`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import pickle
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
-if __package__ in (None, ""):  # run as a plain script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks._data import SIZES
-from benchmarks._util import environment, format_table, stat, time_per_call
+from qrpc.bench.messages import SIZES
+from qrpc.bench.timing import format_table, stat, time_per_call
 from qrpc_codecs import CodecError, available_codecs, get_codec
 
-__all__ = ["Case", "cases", "main", "run", "table"]
+__all__ = ["Case", "Unsupported", "cases", "measure", "run", "table"]
 
 
 @dataclass(frozen=True)
@@ -166,7 +155,7 @@ def measure(case: Case, *, min_time: float, repeat: int) -> dict[str, Any]:
 
 
 def run(
-    sizes: Sequence[str] = tuple(SIZES),
+    messages: Mapping[str, msgspec.Struct] | None = None,
     codecs: Sequence[str] = (),
     *,
     min_time: float = 0.2,
@@ -174,22 +163,27 @@ def run(
     baseline: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Benchmark `codecs` (default: all) on `sizes`; return ``{size: {codec: record}}``.
+    """Time `codecs` (default: every one) on each of `messages` (default: the
+    built-in ones, `SIZES`); return ``{message name: {codec: record}}``.
 
     Each record has encode/decode ns and ops/s, the encoded size, spreads, a
     ``vs`` ratio (round-trip time over the best's, or over `baseline`'s) and
-    notes; unsupported codecs get only ``{"skipped": reason}``.
+    notes; a codec that cannot carry the message gets only ``{"skipped": reason}``.
+
+    Raises:
+        AssertionError: a codec's round trip changed a message.
     """
+    if messages is None:
+        messages = {name: make() for name, make in SIZES.items()}
     results: dict[str, dict[str, dict[str, Any]]] = {}
-    for size in sizes:
-        message = SIZES[size]()
+    for label, message in messages.items():
         records: dict[str, dict[str, Any]] = {}
         for case in cases(message, codecs):
             if isinstance(case, Unsupported):
                 records[case.name] = {"skipped": case.reason}
                 continue
             if progress is not None:
-                progress(f"codecs: {size} {case.name}")
+                progress(f"codecs: {label} {case.name}")
             records[case.name] = measure(case, min_time=min_time, repeat=repeat)
         timed = {k: v for k, v in records.items() if "roundtrip_ns" in v}
         if timed:
@@ -200,7 +194,7 @@ def run(
             )
             for record in timed.values():
                 record["vs"] = record["roundtrip_ns"] / reference
-        results[size] = records
+        results[label] = records
     return results
 
 
@@ -243,55 +237,7 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
                     "notes",
                 ],
                 rows,
-                title=f"Codecs, {size} message",
+                title=f"Codecs, {size} message" if size in SIZES else f"Codecs, {size}",
             )
         )
     return "\n\n".join(blocks)
-
-
-def versions() -> dict[str, str | None]:
-    """Versions of Python and of every codec library."""
-    env = environment()
-    packages = env["packages"]
-    return {
-        "python": env["python"],
-        **{k: packages.get(k) for k in ("msgspec", "orjson", "ormsgpack")},
-    }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--codec",
-        action="append",
-        default=[],
-        help="only this codec (repeatable): qrpc:msgpack, qrpc:json, stdlib:json, orjson, ...",
-    )
-    parser.add_argument("--size", choices=[*SIZES, "all"], default="all")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("--versions", action="store_true", help="print versions and exit")
-    parser.add_argument("--baseline", help="ratio column against this codec, not the best")
-    parser.add_argument("--quick", action="store_true", help="shorter timing loops")
-    parser.add_argument("--min-time", type=float, help="seconds per timing loop")
-    parser.add_argument("--repeat", type=int, help="timing loops per figure")
-    args = parser.parse_args(argv)
-    if args.versions:
-        for name, version in versions().items():
-            print(f"{name} {version or '(not installed)'}")
-        return 0
-    sizes = list(SIZES) if args.size == "all" else [args.size]
-    min_time = args.min_time or (0.05 if args.quick else 0.2)
-    repeat = args.repeat or (5 if args.quick else 7)
-    results = run(sizes, args.codec, min_time=min_time, repeat=repeat, baseline=args.baseline)
-    if args.json:
-        for size, records in results.items():
-            for name, record in records.items():
-                print(json.dumps({"message": size, "codec": name, **record}))
-    else:
-        print(table(results))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
