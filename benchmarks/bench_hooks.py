@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a plain script: make `benchmarks` import
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import qrpc
-from benchmarks._data import (
+from qrpc.bench.messages import (
     PAYLOAD,
     SYNC,
     Payload,

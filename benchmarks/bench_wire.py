@@ -21,8 +21,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as a plain script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._data import PAYLOAD, make_payload
 from benchmarks.bench_transport._common import FrameParser
+from qrpc.bench.messages import PAYLOAD, make_payload
 from qrpc.bench.timing import format_table, stat, time_per_call
 from qrpc.wire import FrameDecoder, FrameKind, Hello, LinkProtocol, encode_frame
 from qrpc.wire.hello import encode_hello

@@ -53,8 +53,10 @@ def test_a_plugins_codec_runs_next_to_msgpack(capsys: pytest.CaptureFixture[str]
     assert set(records) == {"qrpc:cbor", "qrpc:msgpack"}  # cbor: the qrpc-codec-cbor plugin
     for record in records.values():
         assert record["message"] == "typical"
-        assert isinstance(record["encode_ops"], float) and record["encode_ops"] > 0
-        assert isinstance(record["size"], int) and record["size"] > 0
+        assert isinstance(ops := record["encode_ops"], float)
+        assert ops > 0
+        assert isinstance(size := record["size"], int)
+        assert size > 0
 
 
 def test_your_own_structs_are_timed_by_name(
@@ -68,7 +70,9 @@ def test_your_own_structs_are_timed_by_name(
         (t, c) for t in targets for c in ("qrpc:msgpack", "qrpc:json")
     }
     sizes = {r["message"]: r["size"] for r in records if r["codec"] == "qrpc:msgpack"}
-    assert sizes[f"{messages}:sample"] > sizes[f"{messages}:Empty"]
+    assert isinstance(small := sizes[f"{messages}:Empty"], int)
+    assert isinstance(large := sizes[f"{messages}:sample"], int)
+    assert large > small
 
 
 def test_the_table_names_each_message(messages: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -94,6 +98,37 @@ def test_mistakes_print_one_line_and_exit_2(
 ) -> None:
     argv = ["bench", "codecs", "--quick", *(a.format(messages=messages) for a in args)]
     assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qrpc: ")
+    assert expected in err
+    assert err.count("\n") == 1
+
+
+def test_transport_measures_qrpc_between_two_processes(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PYTHONASYNCIODEBUG", raising=False)  # the server process would crawl
+    argv = ["bench", "transport", "--json", "--runs", "1", "--duration", "0.1"]
+    assert main([*argv, "--metric", "throughput_64k", "--metric", "rtt", "--dgram", "1200"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["quic"] == {"max_datagram_size": 1200, "path_mtu_discovery": False}
+    assert set(doc["figures"]) == {"throughput_64k_mbps", "rtt_p50_us", "rtt_p99_us"}
+    assert all(len(series) == 1 and series[0] > 0 for series in doc["values"].values())
+    assert doc["figures"]["rtt_p50_us"]["median"] <= doc["figures"]["rtt_p99_us"]["median"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--dgram", "900"], "'900': give auto or a size from 1200 to 16383"),
+        (["--runs", "0"], "'0': give a whole number of at least 1"),
+        (["--metric", "speed"], "invalid choice: 'speed'"),
+    ],
+)
+def test_transport_mistakes_print_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], args: list[str], expected: str
+) -> None:
+    assert main(["bench", "transport", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("qrpc: ")
     assert expected in err

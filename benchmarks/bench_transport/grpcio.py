@@ -23,16 +23,7 @@ from typing import Any, Final
 import grpc  # type: ignore[import-untyped,import-not-found,unused-ignore]
 from grpc import aio  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-from benchmarks._data import (
-    DECODE_ECHO,
-    DECODE_PAYLOAD,
-    DECODE_REPLY,
-    ENCODE,
-    Echo,
-    Payload,
-    SyncReply,
-    payload_data,
-)
+from benchmarks._data import DECODE_ECHO, DECODE_PAYLOAD, DECODE_REPLY, ENCODE
 from benchmarks.bench_transport._common import (
     BATCH,
     ClientCommands,
@@ -41,6 +32,7 @@ from benchmarks.bench_transport._common import (
     Worker,
     WorkerSpec,
 )
+from qrpc.bench.messages import Echo, Payload, SyncReply, payload_data
 from qrpc.bench.timing import percentile
 
 label: Final = "grpcio"

@@ -39,17 +39,7 @@ from typing import Any, Final
 
 import nats  # type: ignore[import-not-found,unused-ignore]
 
-from benchmarks._data import (
-    DECODE_ECHO,
-    DECODE_PAYLOAD,
-    DECODE_REPLY,
-    ENCODE,
-    SYNC_BODY,
-    Echo,
-    Payload,
-    SyncReply,
-    payload_data,
-)
+from benchmarks._data import DECODE_ECHO, DECODE_PAYLOAD, DECODE_REPLY, ENCODE, SYNC_BODY
 from benchmarks.bench_transport._common import (
     BATCH,
     CertPaths,
@@ -59,6 +49,7 @@ from benchmarks.bench_transport._common import (
     Worker,
     WorkerSpec,
 )
+from qrpc.bench.messages import Echo, Payload, SyncReply, payload_data
 from qrpc.bench.timing import percentile
 
 

@@ -18,8 +18,9 @@ from typing import Any, Final
 
 import zmq  # type: ignore[import-not-found,unused-ignore]
 
-from benchmarks._data import DECODE_ECHO, DECODE_PAYLOAD, ENCODE, Echo, Payload, payload_data
+from benchmarks._data import DECODE_ECHO, DECODE_PAYLOAD, ENCODE
 from benchmarks.bench_transport._common import BATCH, Command, Result, Worker, WorkerSpec
+from qrpc.bench.messages import Echo, Payload, payload_data
 from qrpc.bench.timing import percentile
 
 label: Final = "pyzmq"

@@ -5,13 +5,10 @@ the other inside the handshake), HELLO, message credit, the per-peer
 dispatcher and an ``async def`` handler per message.  Plugins are not
 autoloaded (the core is measured, not whatever happens to be installed).
 
-- throughput: ``await node.send(peer, Payload(...))`` in a loop for the
-  run's duration, then a ``Sync`` request: the peer handles messages in
-  order, so its reply (the count) proves every message was handled.
-- rtt: ``await node.request(peer, Echo(...), reply=Echo)``, one at a time.
-- connect: a fresh node (a third certificate) per sample, timed from
-  ``start()`` to ``wait_for_peer()`` (TLS both ways + HELLO; the acceptor
-  registers the link before it answers HELLO, so both sides are up).
+- throughput, rtt, connect: the handlers and loops of ``qrpc bench transport``
+  (`qrpc.bench.transport`: ``await node.send`` then a ``Sync`` request whose
+  reply proves every message was handled; ``Echo`` requests one at a time; a
+  fresh node per connect sample, timed from ``start()`` to ``wait_for_peer()``).
 - broadcast: ``await node.broadcast(Payload(...))`` to 20 nodes, each
   answering with an ``Ack``; timed until the 20th Ack is handled.
 """
@@ -23,21 +20,7 @@ import time
 from typing import Any, Final
 
 import qrpc
-from benchmarks._data import (
-    ACK,
-    ECHO,
-    PAYLOAD,
-    SYNC,
-    Ack,
-    Echo,
-    Payload,
-    Sync,
-    SyncReply,
-    payload_data,
-    transport_registry,
-)
 from benchmarks.bench_transport._common import (
-    BATCH,
     ClientCommands,
     Command,
     Result,
@@ -45,7 +28,16 @@ from benchmarks.bench_transport._common import (
     WorkerSpec,
     quic_state,
 )
-from qrpc.bench.timing import percentile
+from qrpc.bench.messages import (
+    ACK,
+    FIRST_SEQ,
+    PAYLOAD,
+    Ack,
+    Payload,
+    payload_data,
+    transport_registry,
+)
+from qrpc.bench.transport import Counter, connect_samples, rtt, serve_handlers, throughput
 
 label: Final = "qrpc"
 notes: Final = "qrpc.Node: mutual TLS verified both ways, HELLO, credit, dispatcher, async handler"
@@ -86,22 +78,9 @@ def make_node(
 
 class _Server:
     def __init__(self, spec: WorkerSpec) -> None:
-        self.node = node = make_node(spec, spec.certs.server)
-        self.count = 0
+        self.node = make_node(spec, spec.certs.server)
+        serve_handlers(self.node, Counter())  # the handlers of `qrpc bench transport`
         self.info: dict[str, Any] = {}
-
-        @node.handler(PAYLOAD)
-        async def on_payload(ctx: qrpc.Context, msg: Payload) -> None:
-            self.count += 1
-
-        @node.handler(ECHO)
-        async def on_echo(ctx: qrpc.Context, msg: Echo) -> Echo:
-            return msg
-
-        @node.handler(SYNC)
-        async def on_sync(ctx: qrpc.Context, msg: Sync) -> SyncReply:
-            count, self.count = self.count, 0
-            return SyncReply(count)
 
     async def start(self) -> None:
         await self.node.start()
@@ -138,27 +117,8 @@ class _Client(ClientCommands):
     async def throughput(self, size: int, duration: float) -> Result:
         if self.spec.options.get("fresh_connections"):
             await self._reconnect()
-        node = self.node
-        peer_id = self.server_id
-        send = node.send
-        data = payload_data(size)
-        seq = 1 << 24
-        sent = 0
-        clock = time.perf_counter
-        start = clock()
-        deadline = start + duration
-        while True:
-            for _ in range(BATCH):
-                await send(peer_id, Payload(seq, data))
-                seq += 1
-            sent += BATCH
-            if clock() >= deadline:
-                break
-        reply = await node.request(peer_id, Sync(), reply=SyncReply, timeout=120)
-        elapsed = clock() - start
-        if reply.count != sent:
-            raise RuntimeError(f"server handled {reply.count} messages, {sent} were sent")
-        return {"count": sent, "seconds": elapsed, "quic": self._quic_state()}
+        done = await throughput(self.node, self.server_id, size, duration)
+        return {**done, "quic": self._quic_state()}
 
     def _quic_state(self) -> dict[str, float]:
         run = self.node._run  # private: QUIC congestion state is not part of the API
@@ -166,32 +126,13 @@ class _Client(ClientCommands):
         return quic_state(link.conn.quic) if link is not None else {}
 
     async def rtt(self, size: int, count: int) -> Result:
-        node = self.node
-        peer_id = self.server_id
-        data = payload_data(size)
-        clock = time.perf_counter_ns
-        samples = []
-        for seq in range(1 << 24, (1 << 24) + count):
-            start = clock()
-            reply = await node.request(peer_id, Echo(seq, data), reply=Echo)
-            samples.append((clock() - start) / 1000)
-            if reply.seq != seq:
-                raise RuntimeError("echo mismatch")
-        samples.sort()
-        return {"p50_us": percentile(samples, 0.5), "p99_us": percentile(samples, 0.99)}
+        return await rtt(self.node, self.server_id, size, count)
 
     async def connect_samples(self, count: int) -> Result:
-        samples = []
-        for _ in range(count):
-            node = make_node(self.spec, self.spec.certs.dialer, [self.peer])
-            try:
-                start = time.perf_counter()
-                await node.start()
-                await node.wait_for_peer(self.server_id, timeout=30)
-                samples.append((time.perf_counter() - start) * 1000)
-            finally:
-                await node.close()
-        return {"samples_ms": samples}
+        def dialer() -> qrpc.Node:
+            return make_node(self.spec, self.spec.certs.dialer, [self.peer])
+
+        return {"samples_ms": await connect_samples(dialer, self.server_id, count)}
 
     async def close(self) -> None:
         await self.node.close()
@@ -234,7 +175,7 @@ class _Hub:
         data = payload_data(size)
         loop = asyncio.get_running_loop()
         samples = []
-        for seq in range(1 << 24, (1 << 24) + count):
+        for seq in range(FIRST_SEQ, FIRST_SEQ + count):
             self.acks = 0
             self.expected = len(node.peers())
             self.done = loop.create_future()

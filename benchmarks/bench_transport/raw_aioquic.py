@@ -41,19 +41,6 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import QuicEvent, StreamDataReceived
 
-from benchmarks._data import (
-    ACK,
-    ECHO,
-    PAYLOAD,
-    SYNC,
-    SYNC_REPLY,
-    Ack,
-    Echo,
-    Payload,
-    Sync,
-    SyncReply,
-    payload_data,
-)
 from benchmarks.bench_transport._common import (
     BATCH,
     HEADER,
@@ -70,6 +57,19 @@ from benchmarks.bench_transport._common import (
     WorkerSpec,
     quic_state,
     tune_socket,
+)
+from qrpc.bench.messages import (
+    ACK,
+    ECHO,
+    PAYLOAD,
+    SYNC,
+    SYNC_REPLY,
+    Ack,
+    Echo,
+    Payload,
+    Sync,
+    SyncReply,
+    payload_data,
 )
 from qrpc.bench.timing import percentile
 

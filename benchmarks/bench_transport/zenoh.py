@@ -46,17 +46,7 @@ from typing import Any, Final
 import zenoh  # type: ignore[import-not-found,unused-ignore]
 from cryptography import x509
 
-from benchmarks._data import (
-    DECODE_ECHO,
-    DECODE_PAYLOAD,
-    DECODE_REPLY,
-    ENCODE,
-    SYNC_BODY,
-    Echo,
-    Payload,
-    SyncReply,
-    payload_data,
-)
+from benchmarks._data import DECODE_ECHO, DECODE_PAYLOAD, DECODE_REPLY, ENCODE, SYNC_BODY
 from benchmarks.bench_transport._common import (
     BATCH,
     ClientCommands,
@@ -65,6 +55,7 @@ from benchmarks.bench_transport._common import (
     Worker,
     WorkerSpec,
 )
+from qrpc.bench.messages import Echo, Payload, SyncReply, payload_data
 from qrpc.bench.timing import percentile
 from qrpc.tls.certs import issue_ca, issue_node_cert, write_pem
 

@@ -1,4 +1,4 @@
-"""``qrpc bench codecs``: time every codec on the built-in messages or on your own Structs.
+"""``qrpc bench``: codecs on your own Structs, and qrpc between two local processes.
 
 ::
 
@@ -6,6 +6,8 @@
     qrpc bench codecs --codec cbor --codec msgpack      # a plugin's codec next to msgpack
     qrpc bench codecs --struct myapp.messages:sample    # on your own message
     qrpc bench codecs --json > codecs.jsonl             # one JSON object per line
+    qrpc bench transport                                # throughput, round trip, connect
+    qrpc bench transport --metric rtt --dgram 1200      # fixed 1200-byte datagrams
 
 A ``--struct`` target names a msgspec Struct instance, or a function or a
 Struct class that makes one without arguments.
@@ -16,13 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
+from qrpc.bench import transport
 from qrpc.bench.codecs import run, table
 from qrpc.bench.messages import SIZES
-from qrpc.cli._common import UsageError
+from qrpc.bench.timing import format_table, stat
+from qrpc.cli._common import UsageError, argument_type
+from qrpc.config import MAX_DATAGRAM_SIZE, QuicSettings
 from qrpc.targets import TargetError, load_target
 from qrpc_codecs import available_codecs
 
@@ -98,10 +103,59 @@ def _codecs(args: argparse.Namespace) -> int:
     return 0
 
 
+_UNITS: Final = {
+    "throughput_100b_msgs": "msg/s",
+    "throughput_64k_mbps": "MB/s",
+    "rtt_p50_us": "µs",
+    "rtt_p99_us": "µs",
+    "connect_ms": "ms",
+}
+
+
+def _datagram(text: str) -> int | None:
+    if text == "auto":
+        return None
+    if not text.isdigit() or not 1200 <= int(text) <= MAX_DATAGRAM_SIZE:
+        raise ValueError(f"{text!r}: give auto or a size from 1200 to {MAX_DATAGRAM_SIZE}")
+    return int(text)
+
+
+def _transport(args: argparse.Namespace) -> int:
+    if args.dgram is None:
+        quic = QuicSettings()
+    else:
+        quic = QuicSettings(max_datagram_size=args.dgram, path_mtu_discovery=False)
+    values = transport.run(
+        args.metric or transport.METRICS, quic=quic, runs=args.runs, duration=args.duration
+    )
+    figures = {key: stat(series) for key, series in values.items()}
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "quic": {
+                        "max_datagram_size": quic.max_datagram_size,
+                        "path_mtu_discovery": quic.path_mtu_discovery,
+                    },
+                    "figures": figures,
+                    "values": values,
+                }
+            )
+        )
+        return 0
+    rows = [
+        [key, _UNITS[key], fig["median"], fig["min"], fig["max"]] for key, fig in figures.items()
+    ]
+    size = "discovered" if args.dgram is None else f"{args.dgram} bytes"
+    title = f"qrpc between two processes on 127.0.0.1 (datagrams: {size}; median of {args.runs})"
+    print(format_table(["figure", "unit", "median", "min", "max"], rows, title=title))
+    return 0
+
+
 def add_commands(commands: Any) -> None:
-    """Add ``bench`` (``bench codecs``) to the ``qrpc`` subcommands."""
-    bench = commands.add_parser("bench", help="benchmarks shipped with qrpc: bench codecs")
-    kinds = bench.add_subparsers(dest="kind", required=True, metavar="{codecs}")
+    """Add ``bench`` (``bench codecs``, ``bench transport``) to the ``qrpc`` subcommands."""
+    bench = commands.add_parser("bench", help="benchmarks shipped with qrpc: codecs, transport")
+    kinds = bench.add_subparsers(dest="kind", required=True, metavar="{codecs,transport}")
     codecs = kinds.add_parser(
         "codecs",
         help="encode/decode speed and size of every codec",
@@ -134,3 +188,36 @@ def add_commands(commands: Any) -> None:
     codecs.add_argument("--quick", action="store_true", help="shorter timing loops")
     codecs.add_argument("--json", action="store_true", help="one JSON object per line")
     codecs.set_defaults(run=_codecs)
+    link = kinds.add_parser(
+        "transport",
+        help="qrpc between two local processes: throughput, round trip, connect",
+        description="Two qrpc nodes in two processes on 127.0.0.1, mutual TLS: one-way "
+        "throughput of 100 B and 64 KiB messages, request/reply latency, connection setup.",
+    )
+    link.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        choices=transport.METRICS,
+        help="only this metric (repeatable; default: all)",
+    )
+    link.add_argument(
+        "--dgram",
+        type=argument_type(_datagram),
+        default=None,
+        metavar="auto|BYTES",
+        help="datagram size: auto (path MTU discovery, the default) or a fixed size",
+    )
+    positive = argument_type(_positive)
+    link.add_argument("--runs", type=positive, default=3, help="measured rounds (default: 3)")
+    link.add_argument(
+        "--duration", type=float, default=1.0, help="seconds per throughput run (default: 1)"
+    )
+    link.add_argument("--json", action="store_true", help="one JSON object: figures and values")
+    link.set_defaults(run=_transport)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{text!r}: give a whole number of at least 1")
+    return int(text)
