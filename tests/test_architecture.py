@@ -73,12 +73,12 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycles(fake) == [["pkg.a", "pkg.b"]]
 
 
-def test_only_the_facade_the_app_the_cli_and_the_test_kit_import_the_node(
+def test_only_the_facade_the_app_the_cli_the_benchmarks_and_the_test_kit_import_the_node(
     graph: grimp.ImportGraph,
 ) -> None:
     importers = graph.find_modules_that_directly_import("qrpc.node")
     allowed = {"qrpc", "qrpc.cli", "qrpc.app"}
-    ours = ("qrpc.testing", "qrpc.cli.")
+    ours = ("qrpc.testing", "qrpc.cli.", "qrpc.bench.")
     assert {m for m in importers if m not in allowed and not m.startswith(ours)} == set()
 
 
