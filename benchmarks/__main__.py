@@ -140,7 +140,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="transport contenders: raw_aioquic, raw_aioquic_batched, qrpc_node, grpcio, pyzmq, "
-        "nats, zenoh (repeatable; naming an alternative also runs the alternatives section)",
+        "nats, zenoh, zenoh_tls (repeatable; naming an alternative also runs the alternatives "
+        "section)",
     )
     parser.add_argument(
         "--knobs",

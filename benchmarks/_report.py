@@ -19,6 +19,7 @@ LABELS: Final = {
     "pyzmq": "pyzmq",
     "nats": "nats",
     "zenoh": "zenoh",
+    "zenoh_tls": "zenoh_tls",
 }
 """Contender module -> JSON key."""
 UNITS: Final = {
@@ -478,7 +479,7 @@ def _alternatives_table(doc: dict[str, Any]) -> str:
     path = "veth pair MTU " + knobs.split("veth=")[1] if "veth=" in knobs else "loopback"
     title = (
         f"Alternatives, same run ({path}, qrpc {knobs}; grpcio, pyzmq and nats use TCP, "
-        "zenoh QUIC; q/X = qrpc / X, above 1 means more for throughput, slower for latency)"
+        "zenoh QUIC, zenoh_tls TLS/TCP; q/X = qrpc / X: above 1 is more throughput, or slower)"
     )
     if not rows:
         return "\n".join([title, *notes])

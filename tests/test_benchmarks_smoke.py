@@ -139,6 +139,7 @@ def test_contender_modules_share_one_interface() -> None:
     [
         ("nats", "nats", "nats-py", {"server", "client", "broker"}),
         ("zenoh", "zenoh", "eclipse-zenoh", {"server", "client"}),
+        ("zenoh_tls", "zenoh", "eclipse-zenoh", {"server", "client"}),
     ],
 )
 def test_a_peer_runs_next_to_qrpc(

@@ -165,7 +165,7 @@ MISTAKES = {  # argv ({names} are files of the `files` fixture), what the one li
     "a list": (["schema", "diff", "{good}", "{list}"], "not a qrpc schema"),
     "one file": (["schema", "diff", "{good}"], "required: new"),
     "no action": (["schema"], "required: {export,diff}"),
-    "no command": ([], "required: {run,ping,call,peers,stats,certs,schema,plugins,codecs}"),
+    "no command": ([], "required: {run,ping,call,peers,stats,certs,schema,plugins,codecs,bench}"),
 }
 
 

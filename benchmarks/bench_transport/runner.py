@@ -52,7 +52,7 @@ __all__ = [
 
 CONTENDERS: Final = ("raw_aioquic", "raw_aioquic_batched", "qrpc_node")
 """QUIC contenders: the baselines first."""
-ALTERNATIVES: Final = ("grpcio", "pyzmq", "nats", "zenoh")
+ALTERNATIVES: Final = ("grpcio", "pyzmq", "nats", "zenoh", "zenoh_tls")
 """Optional contenders (extra ``bench-alternatives``)."""
 BASELINE: Final = "raw_aioquic"
 

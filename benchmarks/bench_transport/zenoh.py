@@ -1,11 +1,12 @@
 """Contender: Zenoh -- two peers over QUIC with mutual TLS (eclipse-zenoh, no router).
 
 Peer mode, two processes: the server worker's session listens on
-``quic/127.0.0.1:<port>`` (a UDP port picked free first: the Python API
-does not report the one it bound), the client worker's session connects to
-it.  Multicast and gossip scouting are off (open() would otherwise wait for
-scouting), and so is shared memory (payloads over a few KiB between local
-processes would skip the network path).
+``quic/127.0.0.1:<port>`` (a port picked free first: the Python API does not
+report the one it bound), the client worker's session connects to it.  The
+``zenoh_tls`` contender is the same over TLS on TCP (``tls/...``).  Multicast
+and gossip scouting are off (open() would otherwise wait for scouting), and so
+is shared memory (payloads over a few KiB between local processes would skip
+the network path).
 
 Mutual TLS: the listener requires a client certificate from the same CA
 (``enable_mtls``) and the dialer checks the listener's name
@@ -73,8 +74,9 @@ SYNC_WAIT: Final = 60.0
 """Seconds the `Sync` queryable waits for samples still on their way."""
 
 
-def _free_udp_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+def _free_port(host: str, link: str) -> int:
+    kind = socket.SOCK_DGRAM if link == "quic" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
@@ -163,13 +165,13 @@ def _check_refused_without_cert(ca: str, endpoint: str, client: list[str]) -> st
 
 
 class _Server:
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, link: str) -> None:
         self.pki = _Pki(host)
         self.count = 0
         self.expected = -1
         self.arrived = threading.Event()
-        self.port = _free_udp_port(host)
-        endpoint = f"quic/{host}:{self.port}"
+        self.port = _free_port(host, link)
+        endpoint = f"{link}/{host}:{self.port}"
         tls = _tls(self.pki.ca, self.pki.files["server"], listener=True)
         self.session = _open(_config(tls, listen=endpoint))
         self.subscriber = self.session.declare_subscriber(DATA, self._on_data)
@@ -315,9 +317,14 @@ class _Client(ClientCommands):
 
 
 async def setup(role: str, spec: WorkerSpec) -> Worker:
-    """Build one side (see `benchmarks.bench_transport._common`)."""
+    """Build one side (see `benchmarks.bench_transport._common`), over QUIC."""
+    return await setup_on("quic", role, spec)
+
+
+async def setup_on(link: str, role: str, spec: WorkerSpec) -> Worker:
+    """Build one side with Zenoh's `link` protocol: ``quic`` or ``tls`` (TCP)."""
     if role == "server":
-        return _Server(spec.host)
+        return _Server(spec.host, link)
     if role == "client":
         return _Client(spec)
     raise ValueError(f"zenoh has no role {role!r}")

@@ -16,6 +16,7 @@
     qrpc plugins                              list plugins and their hooks (exit 1: broken)
     qrpc codecs                               list available codecs
     qrpc bench codecs [--codec N] [--struct T] time codecs on built-in or your own messages
+    qrpc bench transport [--metric M]         qrpc between two local processes
 
 TARGET is ``package.module:attr`` or ``path/to/file.py:attr``.  A mistake on
 the command line prints one line, ``qrpc: ...``, and exits with status 2.
