@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
@@ -183,3 +185,33 @@ def test_the_aioquic_internals_the_prober_sets_still_exist(path: str) -> None:
     for name in path.split("."):
         assert hasattr(owner, name), f"QuicConnection().{path} is gone"
         owner = getattr(owner, name)
+
+
+async def test_a_black_hole_is_noticed_by_the_lost_packets_not_the_revalidation_timer(
+    make_node: NodeFactory,
+) -> None:
+    """Data in flight when the path stops carrying the size makes QUIC probe (PTO);
+    two probe timeouts in a row start the revalidation at once instead of up to
+    `REVALIDATE_INTERVAL` (10 s) later."""
+    a, b = await make_node(), await make_node()
+    got: list[int] = []
+
+    @b.handler(3)
+    async def on_count(ctx: qrpc.Context, msg: Count) -> None:
+        got.append(msg.seq)
+
+    proxy = await _through(b, a, Impairment())
+    try:
+        await eventually(lambda: a.link_stats(b.id).datagram_size == MAX_DATAGRAM_SIZE)
+        proxy.configure(Impairment(max_datagram=1500 - 28))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for seq in range(10):
+            await a.send(b.id, Count(seq, b"z" * 50_000))
+        await eventually(lambda: a.link_stats(b.id).datagram_size < MAX_DATAGRAM_SIZE, timeout=5)
+        assert loop.time() - started < pmtu.REVALIDATE_INTERVAL / 2
+        await eventually(lambda: len(got) == 10, timeout=10)
+        assert got == list(range(10))
+    finally:
+        await a.close()
+        proxy.close()
