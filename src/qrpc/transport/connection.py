@@ -306,6 +306,7 @@ class Connection:
         self._timer_at = None
         self.quic.handle_timer(now=self._host.loop.time())
         self._process_events()
+        self.path.check_losses()
         self.transmit()
 
     def _check_progress(self) -> None:

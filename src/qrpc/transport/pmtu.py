@@ -16,7 +16,8 @@ format in ``docs/protocol.md``)::
     PROBE_ACK  0x02 | token (4 bytes)
 
 `PathMtuSearch` decides which size to try (sans-IO); `PathProber` runs it for
-one connection: it sends probes through the connection's transmit, the one
+one connection (re-probing the size in use every 10 s, and at once when QUIC's
+probe timeouts fire twice in a row): it sends probes through the connection's transmit, the one
 place that flushes, and applies a confirmed size to the aioquic connection.
 The sending socket sets Don't Fragment, so a datagram larger than a link
 on the path is dropped, not split into IP fragments.
@@ -55,9 +56,13 @@ MAX_PROBES: Final = 3
 REVALIDATE_INTERVAL: Final = 10.0
 """Seconds between probes of the size in use: a path that stopped carrying it
 (a route change, a black hole) is noticed and the link falls back to 1200."""
-RAISE_INTERVAL: Final = 600.0
+RAISE_INTERVAL: Final = 60.0
 """Seconds before a search that found nothing above 1200 starts again (RFC 8899's
-PMTU_RAISE_TIMER): the path may have changed."""
+PMTU_RAISE_TIMER, shorter: a search costs a few probes, and a link that fell
+back during an outage should not wait ten minutes for its size)."""
+SUSPECT_PTOS: Final = 2
+"""QUIC probe timeouts in a row that make the size in use suspect (a black hole:
+large packets vanish while small ones pass) and start its revalidation at once."""
 PROBE_TIMEOUT_MIN: Final = 0.05
 PROBE_TIMEOUT_MAX: Final = 1.0
 ECHOES_PER_SECOND: Final = 20
@@ -78,6 +83,7 @@ PATH_PRIVATE_API: Final = (
     "_loss._cc._max_datagram_size",
     "_loss._rtt_smoothed",
     "_loss._rtt_initialized",
+    "_loss._pto_count",
 )
 """Attributes of an aioquic `QuicConnection` the prober reads or sets (a test checks them)."""
 
@@ -209,6 +215,19 @@ class PathProber:
         ceiling = min(self._ceiling, peer_limit)
         if ceiling > self.size:
             self._search = PathMtuSearch(ceiling, self._header)
+            self._next()
+
+    def check_losses(self) -> None:
+        """After QUIC's timer ran: if its probe timeouts keep firing, the path may
+        have stopped carrying the size in use; probe it now."""
+        search = self._search
+        if (
+            search is not None
+            and self._quic._loss._pto_count >= SUSPECT_PTOS
+            and self._token is None
+            and not self.due
+            and search.revalidate()
+        ):
             self._next()
 
     def stop(self) -> None:
