@@ -276,6 +276,7 @@ class PathProber:
         length -= size_uint_var(length)  # ...and the frame's length field
         payload = bytes([PROBE]) + token + bytes(length - 1 - _TOKEN)
         saved_size, saved_queue = quic._max_datagram_size, quic._streams_queue
+        saved_probe = quic._probe_pending
         quic._max_datagram_size, quic._streams_queue = size, []
         quic._probe_pending = True  # lets the packet exceed the congestion window
         quic.send_datagram_frame(payload)
@@ -288,6 +289,7 @@ class PathProber:
             sent = not (pending and pending[-1] is payload)
             if not sent:
                 pending.pop()  # paced out or crowded: try again at the next timeout
+                quic._probe_pending = saved_probe
         self._token = token if sent else None
         self._arm(self._timeout(), self._expired)
         return datagrams
