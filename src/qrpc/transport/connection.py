@@ -10,10 +10,9 @@ three callbacks:
 - ``pull_data() -> bytes``: bytes to send, pulled once per flush;
 - ``on_closed(connection)``: called once, when the connection is gone.
 
-qrpc uses one long-lived bidirectional stream per connection (stream 0,
-opened by the dialer), never a stream per message: aioquic moves about
-150k small messages/s over one stream, under 1k/s with a stream each.  A peer
-using any other stream is closed with BAD_STREAM.  Writes are coalesced:
+qrpc uses one long-lived bidirectional stream (stream 0, opened by the
+dialer), never a stream per message (docs/protocol.md says why); a peer using
+any other stream is closed with BAD_STREAM.  Writes are coalesced:
 `want_flush()` marks the connection dirty and the endpoint transmits every
 dirty connection once per event-loop turn.
 
@@ -44,7 +43,8 @@ from qrpc.transport.pmtu import PathProber
 __all__ = ["Connection"]
 
 STREAM_ID: Final = 0  # the link's stream: client-initiated bidirectional
-SEND_BUFFER: Final = 1024 * 1024  # bytes: hand aioquic more only while fewer are unacked
+SEND_BUFFER: Final = 1024 * 1024  # bytes: hand aioquic more only while fewer are unacked,
+SEND_PACKETS: Final = 256  # or fewer than this many datagrams of the size in use, if more
 _MAX_EARLY_DATA: Final = 64 * 1024  # bytes buffered before the owner attaches
 
 
@@ -249,7 +249,8 @@ class Connection:
         if (
             pull is not None
             and not self._reset
-            and quic.unacked_stream_bytes(STREAM_ID) < SEND_BUFFER
+            and quic.unacked_stream_bytes(STREAM_ID)
+            < max(SEND_BUFFER, SEND_PACKETS * self.path.size)
         ):
             data = pull()
             if data:
@@ -369,8 +370,7 @@ class Connection:
             event = quic.next_event()
 
     def _stream_reset(self, stream_id: int) -> None:
-        # aioquic resets our sending side on STOP_SENDING: nothing can be written on
-        # the link's stream any more, so the link is over (and never written again).
+        # aioquic resets our sending side on STOP_SENDING: the link is over for good.
         if stream_id == STREAM_ID:
             self._reset = True
             self.close(ErrorCode.STREAM_RESET, "the link's stream was reset")
