@@ -33,7 +33,7 @@ from benchmarks.bench_transport._common import (
     WorkerSpec,
 )
 from qrpc.bench.messages import Echo, Payload, SyncReply, payload_data
-from qrpc.bench.timing import percentile
+from qrpc.bench.transport import round_trips
 
 label: Final = "grpcio"
 notes: Final = (
@@ -151,18 +151,12 @@ class _Client(ClientCommands):
         return {"count": sent, "seconds": elapsed}
 
     async def rtt(self, size: int, count: int) -> Result:
-        data = payload_data(size)
-        echo = self.echo
-        clock = time.perf_counter_ns
-        samples = []
-        for seq in range(1 << 24, (1 << 24) + count):
-            start = clock()
-            reply = DECODE_ECHO(await echo(ENCODE(Echo(seq, data))))
-            samples.append((clock() - start) / 1000)
-            if reply.seq != seq:
-                raise RuntimeError("echo mismatch")
-        samples.sort()
-        return {"p50_us": percentile(samples, 0.5), "p99_us": percentile(samples, 0.99)}
+        call = self.echo
+
+        async def echo(seq: int, data: bytes) -> int:
+            return DECODE_ECHO(await call(ENCODE(Echo(seq, data)))).seq
+
+        return await round_trips(echo, size, count)
 
     async def connect_samples(self, count: int) -> Result:
         samples = []

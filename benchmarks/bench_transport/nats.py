@@ -50,7 +50,7 @@ from benchmarks.bench_transport._common import (
     WorkerSpec,
 )
 from qrpc.bench.messages import Echo, Payload, SyncReply, payload_data
-from qrpc.bench.timing import percentile
+from qrpc.bench.transport import round_trips
 
 
 def _server_binary() -> Path:
@@ -309,18 +309,12 @@ class _Client(ClientCommands):
         return {"count": sent, "seconds": elapsed}
 
     async def rtt(self, size: int, count: int) -> Result:
-        data = payload_data(size)
         request = self.conn.request
-        clock = time.perf_counter_ns
-        samples = []
-        for seq in range(1 << 24, (1 << 24) + count):
-            start = clock()
-            reply = DECODE_ECHO((await request(ECHO, ENCODE(Echo(seq, data)), timeout=10)).data)
-            samples.append((clock() - start) / 1000)
-            if reply.seq != seq:
-                raise RuntimeError("echo mismatch")
-        samples.sort()
-        return {"p50_us": percentile(samples, 0.5), "p99_us": percentile(samples, 0.99)}
+
+        async def echo(seq: int, data: bytes) -> int:
+            return DECODE_ECHO((await request(ECHO, ENCODE(Echo(seq, data)), timeout=10)).data).seq
+
+        return await round_trips(echo, size, count)
 
     async def connect_samples(self, count: int) -> Result:
         samples = []

@@ -71,7 +71,7 @@ from qrpc.bench.messages import (
     SyncReply,
     payload_data,
 )
-from qrpc.bench.timing import percentile
+from qrpc.bench.transport import round_trips
 
 __all__ = ["Driver", "Link", "label", "metrics", "notes", "setup"]
 
@@ -362,17 +362,12 @@ class _Client(ClientCommands):
 
     async def rtt(self, size: int, count: int) -> Result:
         link = self.link
-        data = payload_data(size)
-        clock = time.perf_counter_ns
-        samples = []
-        for seq in range(1 << 24, (1 << 24) + count):
-            start = clock()
-            reply = await link.request(ECHO, Echo(seq, data))
-            samples.append((clock() - start) / 1000)
-            if reply.seq != seq:
-                raise RuntimeError("echo mismatch")
-        samples.sort()
-        return {"p50_us": percentile(samples, 0.5), "p99_us": percentile(samples, 0.99)}
+
+        async def echo(seq: int, data: bytes) -> int:
+            reply: Echo = await link.request(ECHO, Echo(seq, data))
+            return reply.seq
+
+        return await round_trips(echo, size, count)
 
     async def connect_samples(self, count: int) -> Result:
         samples = []

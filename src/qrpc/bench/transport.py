@@ -25,7 +25,7 @@ import multiprocessing
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -55,6 +55,7 @@ __all__ = [
     "BenchNodes",
     "Counter",
     "connect_samples",
+    "round_trips",
     "rtt",
     "run",
     "serve_handlers",
@@ -119,19 +120,35 @@ async def throughput(node: Node, peer_id: str, size: int, duration: float) -> di
     return {"count": sent, "seconds": elapsed}
 
 
-async def rtt(node: Node, peer_id: str, size: int, count: int) -> dict[str, float]:
-    """`count` Echo round trips of `size` bytes, one at a time: ``{"p50_us", "p99_us"}``."""
+async def round_trips(
+    echo: Callable[[int, bytes], Awaitable[int]], size: int, count: int
+) -> dict[str, float]:
+    """Time `count` calls of ``echo(seq, data)`` (`data` sized for a `size`-byte
+    Echo body), one at a time; each must return `seq`. ``{"p50_us", "p99_us"}``.
+
+    Raises:
+        RuntimeError: an echo came back with another sequence number.
+    """
     data = payload_data(size)
     clock = time.perf_counter_ns
     samples = []
     for seq in range(FIRST_SEQ, FIRST_SEQ + count):
         start = clock()
-        reply = await node.request(peer_id, Echo(seq, data), reply=Echo)
+        echoed = await echo(seq, data)
         samples.append((clock() - start) / 1000)
-        if reply.seq != seq:
+        if echoed != seq:
             raise RuntimeError("an Echo came back with another sequence number")
     samples.sort()
     return {"p50_us": percentile(samples, 0.5), "p99_us": percentile(samples, 0.99)}
+
+
+async def rtt(node: Node, peer_id: str, size: int, count: int) -> dict[str, float]:
+    """`count` Echo requests of `size` bytes, one at a time (`round_trips`)."""
+
+    async def echo(seq: int, data: bytes) -> int:
+        return (await node.request(peer_id, Echo(seq, data), reply=Echo)).seq
+
+    return await round_trips(echo, size, count)
 
 
 async def connect_samples(make: Callable[[], Node], peer_id: str, count: int) -> list[float]:
