@@ -44,6 +44,18 @@ async def test_loopback_links_send_the_largest_datagrams_aioquic_builds(
     assert got == [payload] * 4
 
 
+async def _counting(make_node: NodeFactory) -> tuple[qrpc.Node, qrpc.Node, list[int]]:
+    """Two nodes; the second records the seq of every `Count` it handles."""
+    a, b = await make_node(), await make_node()
+    got: list[int] = []
+
+    @b.handler(3)
+    async def on_count(ctx: qrpc.Context, msg: Count) -> None:
+        got.append(msg.seq)
+
+    return a, b, got
+
+
 async def _through(proxy_to: qrpc.Node, dialer: qrpc.Node, impairment: Impairment) -> UdpProxy:
     proxy = UdpProxy(proxy_to.address, seed=1, both=impairment)
     host, port = await proxy.start()
@@ -56,13 +68,7 @@ async def test_a_path_that_drops_large_datagrams_settles_on_what_it_carries(
     make_node: NodeFactory,
 ) -> None:
     """Loopback says 65536, but a hop in the middle carries 1500-byte packets."""
-    a, b = await make_node(), await make_node()
-    got: list[int] = []
-
-    @b.handler(3)
-    async def on_count(ctx: qrpc.Context, msg: Count) -> None:
-        got.append(msg.seq)
-
+    a, b, got = await _counting(make_node)
     proxy = await _through(b, a, Impairment(max_datagram=1500 - 28))
     try:
         payload = b"x" * 300_000
@@ -83,13 +89,7 @@ async def test_a_path_that_stops_carrying_large_datagrams_falls_back(
     make_node: NodeFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pmtu, "REVALIDATE_INTERVAL", 0.2)
-    a, b = await make_node(), await make_node()
-    got: list[int] = []
-
-    @b.handler(3)
-    async def on_count(ctx: qrpc.Context, msg: Count) -> None:
-        got.append(msg.seq)
-
+    a, b, got = await _counting(make_node)
     proxy = await _through(b, a, Impairment())
     try:
         await eventually(lambda: a.link_stats(b.id).datagram_size == MAX_DATAGRAM_SIZE)
@@ -193,13 +193,7 @@ async def test_a_black_hole_is_noticed_by_the_lost_packets_not_the_revalidation_
     """Data in flight when the path stops carrying the size makes QUIC probe (PTO);
     two probe timeouts in a row start the revalidation at once instead of up to
     `REVALIDATE_INTERVAL` (10 s) later."""
-    a, b = await make_node(), await make_node()
-    got: list[int] = []
-
-    @b.handler(3)
-    async def on_count(ctx: qrpc.Context, msg: Count) -> None:
-        got.append(msg.seq)
-
+    a, b, got = await _counting(make_node)
     proxy = await _through(b, a, Impairment())
     try:
         await eventually(lambda: a.link_stats(b.id).datagram_size == MAX_DATAGRAM_SIZE)
