@@ -264,9 +264,10 @@ class Connection:
         host = self._host
         loop = host.loop
         now = loop.time()
-        path = self.path
-        datagrams = path.take_probe(now) if path.due else []
-        datagrams += quic.datagrams_to_send(now=now)
+        probe = self.path.take_probe(now) if self.path.due else None  # built first
+        datagrams = quic.datagrams_to_send(now=now)
+        if probe:
+            datagrams = probe + datagrams
         if datagrams:
             host.send_batch(datagrams)
         timer_at = quic.get_timer()
@@ -311,8 +312,7 @@ class Connection:
         self.transmit()
 
     def _check_progress(self) -> None:
-        # An accepted connection whose client sent nothing after its first flight
-        # is noise or a stalled handshake: free its half-open slot early.
+        # An accepted client silent after its first flight: free its half-open slot.
         if self._received <= 1 and not self.promoted and not self.closed:
             self.timed_out = True
             self.terminate()
